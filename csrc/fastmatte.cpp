@@ -1,0 +1,26 @@
+// Every torch.ops.fastmatte schema, in one place. Kernels live in cpu/<op>.cpp and
+// cuda/<op>.cu; fake kernels, autograd and the Python API in fastmatte/ops/<op>.py.
+#include <Python.h>
+#include <torch/library.h>
+
+TORCH_LIBRARY(fastmatte, m) {
+  // Tile selection, gather and scatter (coarse-to-fine refinement of uncertain tiles).
+  m.def("select_tiles(Tensor trimap, int capacity, int unknown_class=1)"
+        " -> (Tensor tiles, Tensor count, Tensor tile_map, Tensor candidates)");
+  m.def("gather_tiles(Tensor image, Tensor coarse, Tensor tiles, Tensor count,"
+        " int tile=8, int halo=0) -> Tensor");
+  m.def("gather_tiles_backward(Tensor grad_patches, Tensor tiles, Tensor count,"
+        " SymInt[] image_size, SymInt[] coarse_size, int tile, int halo)"
+        " -> (Tensor grad_image, Tensor grad_coarse)");
+  m.def("scatter_tiles(Tensor coarse_alpha, Tensor refined, Tensor tiles, Tensor count,"
+        " Tensor tile_map, str mode=\"bilinear\") -> Tensor");
+  m.def("scatter_tiles_backward(Tensor grad_alpha, Tensor coarse_alpha, Tensor refined,"
+        " Tensor tiles, Tensor count, Tensor tile_map, str mode)"
+        " -> (Tensor grad_coarse_alpha, Tensor grad_refined)");
+}
+
+// Importing fastmatte._C runs the registrations above; the module itself is empty.
+extern "C" PyObject* PyInit__C(void) {
+  static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module);
+}

@@ -1,0 +1,50 @@
+// Source-index math of F.interpolate(mode="bilinear", align_corners=False) and
+// mode="nearest", written once for the CPU and CUDA kernels so both match PyTorch exactly.
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define FM_HOST_DEVICE __host__ __device__ __forceinline__
+#else
+#define FM_HOST_DEVICE inline
+#endif
+
+namespace fastmatte {
+
+// One output coordinate's two source taps and the weight of the second.
+struct BilinearTap {
+  int64_t i0, i1;
+  float lambda1;  // weight of i1; i0 gets 1 - lambda1
+};
+
+// dst in [0, out_size) sampling an axis of in_size; scale = in_size / out_size as PyTorch
+// computes it (in float), source = max(scale * (dst + 0.5) - 0.5, 0).
+FM_HOST_DEVICE BilinearTap bilinear_tap(int64_t dst, int64_t in_size, int64_t out_size) {
+  const float scale = static_cast<float>(in_size) / static_cast<float>(out_size);
+  float src = scale * (static_cast<float>(dst) + 0.5f) - 0.5f;
+  src = src < 0.f ? 0.f : src;
+  const int64_t i0 = static_cast<int64_t>(src);
+  const int64_t i1 = i0 + (i0 < in_size - 1 ? 1 : 0);
+  return {i0, i1, src - static_cast<float>(i0)};
+}
+
+FM_HOST_DEVICE int64_t nearest_index(int64_t dst, int64_t in_size, int64_t out_size) {
+  const float scale = static_cast<float>(in_size) / static_cast<float>(out_size);
+  const int64_t i = static_cast<int64_t>(floorf(static_cast<float>(dst) * scale));
+  return i < in_size - 1 ? i : in_size - 1;
+}
+
+// torch.clamp(v, 0, 1): NaN passes through unchanged.
+template <typename T>
+FM_HOST_DEVICE T clamp01(T v) {
+  return v < T(0) ? T(0) : (v > T(1) ? T(1) : v);
+}
+
+// The gradient mask of torch.clamp(v, 0, 1): 1 inside [0, 1] (bounds included), else 0.
+template <typename T>
+FM_HOST_DEVICE bool inside01(T v) {
+  return v >= T(0) && v <= T(1);
+}
+
+}  // namespace fastmatte

@@ -1,0 +1,37 @@
+"""fastmatte: fast, exact operators and models for real-time HD/4K alpha matting."""
+from importlib.metadata import PackageNotFoundError, version as _version
+
+import torch
+
+from fastmatte._extension import HAS_C, LOAD_ERROR
+from fastmatte import ops, reference
+from fastmatte.ops import TileSelection
+
+try:
+    __version__ = _version("fastmatte")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+
+def info() -> dict:
+    """Version, torch, which backends are present here, and the GPU name (None without one)."""
+    from fastmatte.ops._backend import HAS_TRITON, TRITON_INTERPRETER
+    from fastmatte._extension import has_kernel
+
+    cuda_device = torch.cuda.is_available()
+    return {
+        "fastmatte": __version__,
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "backends": {
+            "cpu": HAS_C,
+            "cuda": cuda_device and has_kernel("select_tiles", "CUDA"),
+            "triton": HAS_TRITON and (cuda_device or TRITON_INTERPRETER),
+            "torch": True,
+        },
+        "extension_error": LOAD_ERROR,
+        "gpu": torch.cuda.get_device_name() if cuda_device else None,
+    }
+
+
+__all__ = ["TileSelection", "info", "ops", "reference", "__version__"]

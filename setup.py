@@ -1,0 +1,64 @@
+"""Build fastmatte and its compiled extension fastmatte._C.
+
+The C++ CPU kernels are always built. The CUDA kernels are added when the installed torch has
+CUDA (torch.version.cuda), or when FASTMATTE_CUDA=1; FASTMATTE_CUDA=0 leaves them out.
+Install with ``pip install --no-build-isolation .`` so the build uses the torch you have.
+"""
+import glob
+import os
+import sys
+
+from setuptools import setup
+
+try:
+    import torch
+    from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
+except ImportError:
+    sys.exit(
+        "fastmatte compiles against the installed torch, and none is importable here.\n"
+        "Install torch first (e.g. pip install torch==2.13.0), then build with\n"
+        "    pip install --no-build-isolation .\n"
+        "(plain 'pip install .' builds in an isolated environment without torch)."
+    )
+
+VERSION = "0.1.0"
+
+
+def want_cuda():
+    flag = os.environ.get("FASTMATTE_CUDA")
+    if flag is not None:
+        return flag == "1"
+    return torch.version.cuda is not None
+
+
+def extension():
+    sources = ["csrc/fastmatte.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
+    cxx = ["-O3", "-std=c++17"]
+    if want_cuda():
+        sources += sorted(glob.glob("csrc/cuda/*.cu"))
+        nvcc = ["-O3", "-std=c++17", "--use_fast_math", "-lineinfo"]
+        return CUDAExtension(
+            "fastmatte._C", sources, include_dirs=[os.path.abspath("csrc")],
+            extra_compile_args={"cxx": cxx + ["-DFASTMATTE_WITH_CUDA"], "nvcc": nvcc},
+        )
+    return CppExtension(
+        "fastmatte._C", sources, include_dirs=[os.path.abspath("csrc")],
+        extra_compile_args={"cxx": cxx},
+    )
+
+
+setup(
+    name="fastmatte",
+    version=VERSION,
+    description="Fast, exact operators and models for real-time HD/4K alpha matting",
+    packages=["fastmatte", "fastmatte.ops", "fastmatte.reference", "fastmatte.kernels"],
+    package_dir={"fastmatte.kernels": "kernels"},
+    python_requires=">=3.10",
+    # A range, never a bare name: any torch >= 2.4 already installed satisfies it, so pip
+    # never swaps the user's torch for another build.
+    install_requires=["torch>=2.4", "numpy"],
+    extras_require={"test": ["pytest", "pytest-benchmark"], "triton": ["triton"]},
+    entry_points={"console_scripts": ["fastmatte=fastmatte.cli:main"]},
+    ext_modules=[extension()],
+    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+)
