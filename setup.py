@@ -33,10 +33,10 @@ def want_cuda():
 
 def extension():
     sources = ["csrc/fastmatte.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
-    cxx = ["-O3", "-std=c++17"]
+    cxx = ["-O3"]
     if want_cuda():
         sources += sorted(glob.glob("csrc/cuda/*.cu"))
-        nvcc = ["-O3", "-std=c++17", "--use_fast_math", "-lineinfo"]
+        nvcc = ["-O3", "-lineinfo"]
         return CUDAExtension(
             "fastmatte._C", sources, include_dirs=[os.path.abspath("csrc")],
             extra_compile_args={"cxx": cxx + ["-DFASTMATTE_WITH_CUDA"], "nvcc": nvcc},
