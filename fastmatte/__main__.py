@@ -1,0 +1,3 @@
+from fastmatte.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,73 @@
+"""The package around the operators: info(), the import fallback, the command line."""
+import json
+import subprocess
+import sys
+
+import torch
+
+import fastmatte
+from fastmatte.cli import main
+
+
+def test_info_reports_backends():
+    info = fastmatte.info()
+    assert info["fastmatte"] == fastmatte.__version__
+    assert info["torch"] == torch.__version__
+    assert set(info["backends"]) == {"cpu", "cuda", "triton", "torch"}
+    assert info["backends"]["cpu"] is True, f"compiled extension missing: {info['extension_error']}"
+    assert info["backends"]["cuda"] == torch.cuda.is_available()
+    assert (info["gpu"] is None) == (not torch.cuda.is_available())
+
+
+def test_import_without_extension_falls_back_with_one_warning():
+    # A fresh interpreter in which fastmatte._C cannot be imported.
+    script = """
+import sys, warnings, importlib.abc
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "fastmatte._C":
+            raise ImportError("blocked for the test")
+sys.meta_path.insert(0, Block())
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import fastmatte, torch
+messages = [str(w.message) for w in caught if "fastmatte" in str(w.message)]
+assert len(messages) == 1 and "falls back to its eager PyTorch reference" in messages[0], messages
+assert fastmatte.info()["backends"]["cpu"] is False
+sel = fastmatte.ops.select_tiles(torch.randn(1, 3, 4, 5), 3)
+ref = fastmatte.reference.select_tiles(torch.randn(1, 3, 4, 5), 3)
+assert sel.tiles.shape == ref[0].shape == (3, 3)
+try:
+    fastmatte.ops.select_tiles(torch.randn(1, 3, 4, 5), 3, backend="cpu")
+except ValueError as error:
+    assert "fastmatte._C is not loaded" in str(error)
+else:
+    raise AssertionError("backend='cpu' must refuse without the extension")
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_cli_info(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "backends" in out and torch.__version__ in out
+
+
+def test_cli_bench_writes_records(tmp_path, capsys):
+    path = tmp_path / "records.json"
+    assert main(["bench", "--res", "hd", "--ops", "select_tiles", "--repeats", "2", "--json", str(path)]) == 0
+    records = json.loads(path.read_text())
+    assert {r["backend"] for r in records} == {"fastmatte", "eager"}
+    for r in records:
+        assert r["op"] == "select_tiles" and r["resolution"] == "hd" and r["precision"] == "fp32"
+        assert r["median_ms"] > 0 and r["gbps"] > 0 and r["tiles"] > 0
+        assert {"device", "torch", "commit"} <= set(r)
+    assert "select_tiles" in capsys.readouterr().out
+
+
+def test_cli_rejects_unknown_resolution(capsys):
+    assert main(["bench", "--res", "8k"]) == 2
+    assert "--res must be" in capsys.readouterr().err
