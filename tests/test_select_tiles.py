@@ -3,7 +3,7 @@ import torch
 
 from fastmatte import reference
 from fastmatte.ops import select_tiles
-from helpers import DTYPES, backend_params
+from helpers import DTYPES, backend_params, needs_cuda
 
 BACKENDS = backend_params(triton=False)
 
@@ -80,6 +80,17 @@ def test_no_candidates_and_all_candidates(device, backend):
 
 
 @pytest.mark.parametrize("device,backend", BACKENDS)
+def test_float64_argmax_is_exact(device, backend):
+    # Logits that differ only beyond float32 precision still have a unique maximum.
+    trimap = torch.zeros(1, 3, 2, 2, dtype=torch.float64, device=device)
+    trimap[0, 0] = 1.0
+    trimap[0, 1] = 1.0 + 1e-12
+    sel = select_tiles(trimap, 4, backend=backend)
+    assert int(sel.candidates) == 4
+    assert_same_selection(sel, reference.select_tiles(trimap, 4))
+
+
+@pytest.mark.parametrize("device,backend", BACKENDS)
 def test_nan_follows_torch_argmax_and_sort(device, backend):
     trimap = torch.randn(1, 3, 6, 6, device=device)
     trimap[0, 1, 2, 3] = float("nan")  # NaN wins the argmax and ranks highest
@@ -133,3 +144,19 @@ def test_kernel_rejects_what_the_python_api_would_copy():
     trimap = torch.randn(1, 7, 5, 3).permute(0, 3, 2, 1)
     with pytest.raises(RuntimeError, match="fastmatte.select_tiles: trimap must be contiguous"):
         torch.ops.fastmatte.select_tiles(trimap, 4, 1)
+
+
+@needs_cuda
+@pytest.mark.cuda
+def test_cuda_graph_replay_selects_from_new_data():
+    # No host sync inside: the op can be captured once and replayed on every new frame.
+    static = torch.randn(2, 3, 30, 40, device="cuda")
+    select_tiles(static, 200)  # warm up (allocations, cub temp storage) outside the capture
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        sel = select_tiles(static, 200)
+    for _ in range(3):
+        static.copy_(torch.randn_like(static))
+        graph.replay()
+        assert_same_selection(sel, reference.select_tiles(static, 200))

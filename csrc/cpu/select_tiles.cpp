@@ -1,5 +1,6 @@
 // select_tiles on the CPU: argmax per tile, then (if there are more candidates than capacity)
 // the `capacity` highest unknown-class scores, emitted in raster order.
+#include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
@@ -14,12 +15,14 @@ namespace fastmatte {
 namespace {
 
 // torch.argmax semantics: the first maximum wins, and a NaN counts as the maximum.
+// Compares in the input's own precision (double for double), as torch.argmax does.
 template <typename scalar_t>
 int64_t argmax_class(const scalar_t* v, int64_t classes, int64_t stride) {
+  using opmath_t = at::opmath_type<scalar_t>;
   int64_t best = 0;
-  float best_v = static_cast<float>(v[0]);
+  opmath_t best_v = static_cast<opmath_t>(v[0]);
   for (int64_t k = 1; k < classes && !std::isnan(best_v); ++k) {
-    const float x = static_cast<float>(v[k * stride]);
+    const opmath_t x = static_cast<opmath_t>(v[k * stride]);
     if (std::isnan(x) || x > best_v) {
       best = k;
       best_v = x;
