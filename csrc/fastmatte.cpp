@@ -17,6 +17,19 @@ TORCH_LIBRARY(fastmatte, m) {
   m.def("scatter_tiles_backward(Tensor grad_alpha, Tensor coarse_alpha, Tensor refined,"
         " Tensor tiles, Tensor count, Tensor tile_map, str mode)"
         " -> (Tensor grad_coarse_alpha, Tensor grad_refined)");
+
+  // Nearest tiles and cross-region attention (CRA's refinement transformer).
+  m.def("knn_tiles(Tensor tiles, Tensor count, int k, Tensor? tile_map=None) -> Tensor");
+  m.def("knn_attention(Tensor q, Tensor k, Tensor v, Tensor tiles, Tensor nbr,"
+        " Tensor bias_table, int search_range) -> Tensor");
+  m.def("knn_attention_backward(Tensor grad_out, Tensor q, Tensor k, Tensor v, Tensor tiles,"
+        " Tensor nbr, Tensor bias_table, int search_range)"
+        " -> (Tensor grad_q, Tensor grad_k, Tensor grad_v, Tensor grad_bias_table)");
+  m.def("group_attention(Tensor q0, Tensor k, Tensor v, Tensor tiles, Tensor nbr,"
+        " Tensor bias_table, int search_range) -> Tensor");
+  m.def("group_attention_backward(Tensor grad_out, Tensor q0, Tensor k, Tensor v, Tensor tiles,"
+        " Tensor nbr, Tensor bias_table, int search_range)"
+        " -> (Tensor grad_q0, Tensor grad_k, Tensor grad_v, Tensor grad_bias_table)");
 }
 
 // Importing fastmatte._C runs the registrations above; the module itself is empty.
