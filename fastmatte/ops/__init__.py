@@ -1,4 +1,5 @@
 """The public operators. Each takes backend=None | "cpu" | "cuda" | "triton" | "torch"."""
+from fastmatte.ops.gather_tiles import gather_tiles
 from fastmatte.ops.select_tiles import TileSelection, select_tiles
 
-__all__ = ["TileSelection", "select_tiles"]
+__all__ = ["TileSelection", "gather_tiles", "select_tiles"]

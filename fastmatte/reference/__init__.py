@@ -1,9 +1,11 @@
 """Plain eager-PyTorch implementations of every operator: the oracle of the tests and the
 "eager PyTorch" side of every benchmark. Written the obvious way, not the fast way."""
+from fastmatte.reference.gather_tiles import gather_tiles
 from fastmatte.reference.group_attention import group_attention
 from fastmatte.reference.knn_attention import knn_attention
 from fastmatte.reference.knn_tiles import knn_tiles
 from fastmatte.reference.relative_position import relative_position_index
 from fastmatte.reference.select_tiles import select_tiles
 
-__all__ = ["group_attention", "knn_attention", "knn_tiles", "relative_position_index", "select_tiles"]
+__all__ = ["gather_tiles", "group_attention", "knn_attention", "knn_tiles", "relative_position_index",
+           "select_tiles"]

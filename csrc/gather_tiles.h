@@ -1,0 +1,100 @@
+// gather_tiles pieces shared by the CPU and CUDA kernels: input checks, the window geometry and
+// the per-pixel sampling math, so both kernels read exactly the same pixels with the same weights.
+#pragma once
+#include <ATen/ATen.h>
+
+#include "checks.h"
+#include "resample.h"
+
+namespace fastmatte {
+
+struct GatherGeometry {
+  int64_t batch, image_channels, coarse_channels;
+  int64_t height, width;   // full resolution H x W
+  int64_t grid_h, grid_w;  // tile grid h x w = H / tile x W / tile
+  int64_t tile, halo, size;  // size = tile + 2 * halo, the patch side
+};
+
+// Row (or column) of the full-resolution image that window pixel `offset` of the tile at grid
+// coordinate `tile_coord` reads: replicate padding is a clamp into [0, extent).
+FM_HOST_DEVICE int64_t window_pixel(int64_t tile_coord, int64_t offset, const GatherGeometry& g,
+                                    int64_t extent) {
+  const int64_t v = tile_coord * g.tile - g.halo + offset;
+  return v < 0 ? 0 : (v >= extent ? extent - 1 : v);
+}
+
+// The bilinearly upsampled coarse plane at one full-resolution pixel, in acc_t.
+template <typename acc_t, typename scalar_t>
+FM_HOST_DEVICE acc_t upsampled_at(const scalar_t* plane, int64_t grid_w, const BilinearTap& y,
+                                  const BilinearTap& x) {
+  const acc_t ly = y.lambda1, lx = x.lambda1;
+  const scalar_t* top = plane + y.i0 * grid_w;
+  const scalar_t* bottom = plane + y.i1 * grid_w;
+  const acc_t t = (acc_t(1) - lx) * static_cast<acc_t>(top[x.i0]) + lx * static_cast<acc_t>(top[x.i1]);
+  const acc_t b =
+      (acc_t(1) - lx) * static_cast<acc_t>(bottom[x.i0]) + lx * static_cast<acc_t>(bottom[x.i1]);
+  return (acc_t(1) - ly) * t + ly * b;
+}
+
+inline void check_tile_and_halo(int64_t tile, int64_t halo, const char* op) {
+  TORCH_CHECK(tile >= 1, "fastmatte.", op, ": tile must be >= 1, got ", tile);
+  TORCH_CHECK(halo >= 0, "fastmatte.", op, ": halo must be >= 0, got ", halo);
+}
+
+// image [B, C, H, W] and coarse [B, Cc, H/tile, W/tile] -> the geometry of every tile window.
+inline GatherGeometry gather_geometry(at::IntArrayRef image_size, at::IntArrayRef coarse_size,
+                                      int64_t tile, int64_t halo, const char* op,
+                                      const char* image_name, const char* coarse_name) {
+  check_tile_and_halo(tile, halo, op);
+  TORCH_CHECK(image_size.size() == 4, "fastmatte.", op, ": ", image_name,
+              " must be 4-D [B, C, H, W], got ", image_size);
+  TORCH_CHECK(coarse_size.size() == 4, "fastmatte.", op, ": ", coarse_name,
+              " must be 4-D [B, Cc, h, w], got ", coarse_size);
+  const int64_t H = image_size[2], W = image_size[3];
+  TORCH_CHECK(H % tile == 0 && W % tile == 0, "fastmatte.", op, ": ", image_name,
+              " height and width must be multiples of tile=", tile, ", got ", H, " x ", W);
+  TORCH_CHECK(coarse_size[0] == image_size[0] && coarse_size[2] == H / tile &&
+                  coarse_size[3] == W / tile,
+              "fastmatte.", op, ": ", coarse_name, " must be [B=", image_size[0],
+              ", Cc, H/tile=", H / tile, ", W/tile=", W / tile, "], got ", coarse_size);
+  return {image_size[0], image_size[1], coarse_size[1], H, W, H / tile, W / tile,
+          tile, halo, tile + 2 * halo};
+}
+
+inline GatherGeometry check_gather_forward(const at::Tensor& image, const at::Tensor& coarse,
+                                           const at::Tensor& tiles, const at::Tensor& count,
+                                           int64_t tile, int64_t halo) {
+  const char* op = "gather_tiles";
+  check_rank(image, op, "image", 4, "[B, C, H, W]");
+  check_rank(coarse, op, "coarse", 4, "[B, Cc, h, w]");
+  check_floating(image, op, "image");
+  check_dtype(coarse, image.scalar_type(), op, "coarse");
+  check_same_device(coarse, image, op, "coarse", "image");
+  check_contiguous(image, op, "image");
+  check_contiguous(coarse, op, "coarse");
+  check_selection(tiles, count, image, op, "image");
+  return gather_geometry(image.sizes(), coarse.sizes(), tile, halo, op, "image", "coarse");
+}
+
+inline GatherGeometry check_gather_backward(const at::Tensor& grad_patches,
+                                            const at::Tensor& tiles, const at::Tensor& count,
+                                            at::IntArrayRef image_size,
+                                            at::IntArrayRef coarse_size, int64_t tile,
+                                            int64_t halo) {
+  const char* op = "gather_tiles_backward";
+  const GatherGeometry g =
+      gather_geometry(image_size, coarse_size, tile, halo, op, "image_size", "coarse_size");
+  check_rank(grad_patches, op, "grad_patches", 4, "[capacity, C + Cc, size, size]");
+  check_floating(grad_patches, op, "grad_patches");
+  check_contiguous(grad_patches, op, "grad_patches");
+  check_selection(tiles, count, grad_patches, op, "grad_patches");
+  TORCH_CHECK(grad_patches.size(0) == tiles.size(0) &&
+                  grad_patches.size(1) == g.image_channels + g.coarse_channels &&
+                  grad_patches.size(2) == g.size && grad_patches.size(3) == g.size,
+              "fastmatte.", op, ": grad_patches must be [capacity=", tiles.size(0),
+              ", C + Cc=", g.image_channels + g.coarse_channels, ", ", g.size, ", ", g.size,
+              "], got ", grad_patches.sizes());
+  return g;
+}
+
+}  // namespace fastmatte
