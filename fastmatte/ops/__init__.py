@@ -1,4 +1,5 @@
 """The public operators. Each takes backend=None | "cpu" | "cuda" | "triton" | "torch"."""
+from fastmatte.ops.scatter_tiles import scatter_tiles
 from fastmatte.ops.select_tiles import TileSelection, select_tiles
 
-__all__ = ["TileSelection", "select_tiles"]
+__all__ = ["TileSelection", "scatter_tiles", "select_tiles"]
