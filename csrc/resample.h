@@ -12,23 +12,27 @@
 
 namespace fastmatte {
 
-// One output coordinate's two source taps and the weight of the second.
+// One output coordinate's two source taps and the weight of the second. opmath_t is the type
+// PyTorch does this math in: float for float/half/bfloat16, double for double.
+template <typename opmath_t = float>
 struct BilinearTap {
   int64_t i0, i1;
-  float lambda1;  // weight of i1; i0 gets 1 - lambda1
+  opmath_t lambda1;  // weight of i1; i0 gets 1 - lambda1
 };
 
 // dst in [0, out_size) sampling an axis of in_size; scale = in_size / out_size as PyTorch
-// computes it (in float), source = max(scale * (dst + 0.5) - 0.5, 0).
-FM_HOST_DEVICE BilinearTap bilinear_tap(int64_t dst, int64_t in_size, int64_t out_size) {
-  const float scale = static_cast<float>(in_size) / static_cast<float>(out_size);
-  float src = scale * (static_cast<float>(dst) + 0.5f) - 0.5f;
-  src = src < 0.f ? 0.f : src;
+// computes it (in opmath_t), source = max(scale * (dst + 0.5) - 0.5, 0).
+template <typename opmath_t = float>
+FM_HOST_DEVICE BilinearTap<opmath_t> bilinear_tap(int64_t dst, int64_t in_size, int64_t out_size) {
+  const opmath_t scale = static_cast<opmath_t>(in_size) / static_cast<opmath_t>(out_size);
+  opmath_t src = scale * (static_cast<opmath_t>(dst) + opmath_t(0.5)) - opmath_t(0.5);
+  src = src < opmath_t(0) ? opmath_t(0) : src;
   const int64_t i0 = static_cast<int64_t>(src);
   const int64_t i1 = i0 + (i0 < in_size - 1 ? 1 : 0);
-  return {i0, i1, src - static_cast<float>(i0)};
+  return {i0, i1, src - static_cast<opmath_t>(i0)};
 }
 
+// Nearest always works in float, whatever the dtype (as PyTorch does).
 FM_HOST_DEVICE int64_t nearest_index(int64_t dst, int64_t in_size, int64_t out_size) {
   const float scale = static_cast<float>(in_size) / static_cast<float>(out_size);
   const int64_t i = static_cast<int64_t>(floorf(static_cast<float>(dst) * scale));

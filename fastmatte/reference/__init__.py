@@ -5,7 +5,8 @@ from fastmatte.reference.group_attention import group_attention
 from fastmatte.reference.knn_attention import knn_attention
 from fastmatte.reference.knn_tiles import knn_tiles
 from fastmatte.reference.relative_position import relative_position_index
+from fastmatte.reference.scatter_tiles import scatter_tiles
 from fastmatte.reference.select_tiles import select_tiles
 
 __all__ = ["gather_tiles", "group_attention", "knn_attention", "knn_tiles", "relative_position_index",
-           "select_tiles"]
+           "scatter_tiles", "select_tiles"]
