@@ -25,8 +25,9 @@ FM_HOST_DEVICE int64_t window_pixel(int64_t tile_coord, int64_t offset, const Ga
 
 // The bilinearly upsampled coarse plane at one full-resolution pixel, in acc_t.
 template <typename acc_t, typename scalar_t>
-FM_HOST_DEVICE acc_t upsampled_at(const scalar_t* plane, int64_t grid_w, const BilinearTap& y,
-                                  const BilinearTap& x) {
+FM_HOST_DEVICE acc_t upsampled_at(const scalar_t* plane, int64_t grid_w,
+                                  const BilinearTap<acc_t>& y,
+                                  const BilinearTap<acc_t>& x) {
   const acc_t ly = y.lambda1, lx = x.lambda1;
   const scalar_t* top = plane + y.i0 * grid_w;
   const scalar_t* bottom = plane + y.i1 * grid_w;

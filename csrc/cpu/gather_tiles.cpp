@@ -25,7 +25,7 @@ void forward_kernel(const scalar_t* image, const scalar_t* coarse, const int32_t
   const int64_t channels = g.image_channels + g.coarse_channels, area = g.size * g.size;
   at::parallel_for(0, capacity * channels, grain_for(area), [&](int64_t begin, int64_t end) {
     std::vector<int64_t> xs(g.size);
-    std::vector<BilinearTap> x_taps(g.size);
+    std::vector<BilinearTap<acc_t>> x_taps(g.size);
     for (int64_t job = begin; job < end; ++job) {
       const int64_t r = job / channels, c = job % channels;
       scalar_t* dst = out + job * area;
@@ -44,9 +44,11 @@ void forward_kernel(const scalar_t* image, const scalar_t* coarse, const int32_t
       } else {
         const scalar_t* plane =
             coarse + (b * g.coarse_channels + c - g.image_channels) * g.grid_h * g.grid_w;
-        for (int64_t p = 0; p < g.size; ++p) x_taps[p] = bilinear_tap(xs[p], g.grid_w, g.width);
+        for (int64_t p = 0; p < g.size; ++p)
+          x_taps[p] = bilinear_tap<acc_t>(xs[p], g.grid_w, g.width);
         for (int64_t py = 0; py < g.size; ++py) {
-          const BilinearTap y_tap = bilinear_tap(window_pixel(ty, py, g, g.height), g.grid_h, g.height);
+          const BilinearTap<acc_t> y_tap =
+              bilinear_tap<acc_t>(window_pixel(ty, py, g, g.height), g.grid_h, g.height);
           for (int64_t px = 0; px < g.size; ++px)
             dst[py * g.size + px] =
                 static_cast<scalar_t>(upsampled_at<acc_t>(plane, g.grid_w, y_tap, x_taps[px]));
@@ -63,7 +65,7 @@ void backward_kernel(const scalar_t* grad, const int32_t* tiles, int64_t count,
   const int64_t channels = g.image_channels + g.coarse_channels, area = g.size * g.size;
   at::parallel_for(0, g.batch * channels, 1, [&](int64_t begin, int64_t end) {
     std::vector<int64_t> xs(g.size);
-    std::vector<BilinearTap> x_taps(g.size);
+    std::vector<BilinearTap<acc_t>> x_taps(g.size);
     for (int64_t plane_index = begin; plane_index < end; ++plane_index) {
       const int64_t b = plane_index / channels, c = plane_index % channels;
       const bool is_image = c < g.image_channels;
@@ -84,14 +86,16 @@ void backward_kernel(const scalar_t* grad, const int32_t* tiles, int64_t count,
           continue;
         }
         // The adjoint of bilinear upsampling: each pixel's gradient goes to its 4 taps.
-        for (int64_t p = 0; p < g.size; ++p) x_taps[p] = bilinear_tap(xs[p], g.grid_w, g.width);
+        for (int64_t p = 0; p < g.size; ++p)
+          x_taps[p] = bilinear_tap<acc_t>(xs[p], g.grid_w, g.width);
         for (int64_t py = 0; py < g.size; ++py) {
-          const BilinearTap y = bilinear_tap(window_pixel(ty, py, g, g.height), g.grid_h, g.height);
+          const BilinearTap<acc_t> y =
+              bilinear_tap<acc_t>(window_pixel(ty, py, g, g.height), g.grid_h, g.height);
           const acc_t ly = y.lambda1;
           acc_t* top = dst + y.i0 * g.grid_w;
           acc_t* bottom = dst + y.i1 * g.grid_w;
           for (int64_t px = 0; px < g.size; ++px) {
-            const BilinearTap& x = x_taps[px];
+            const BilinearTap<acc_t>& x = x_taps[px];
             const acc_t lx = x.lambda1, v = static_cast<acc_t>(src[py * g.size + px]);
             top[x.i0] += (acc_t(1) - ly) * (acc_t(1) - lx) * v;
             top[x.i1] += (acc_t(1) - ly) * lx * v;

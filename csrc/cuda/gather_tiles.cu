@@ -63,8 +63,8 @@ __global__ void gather_tiles_forward_kernel(const scalar_t* __restrict__ image,
   const scalar_t* plane =
       coarse + (b * g.coarse_channels + p.c - g.image_channels) * g.grid_h * g.grid_w;
   out[i] = static_cast<scalar_t>(upsampled_at<acc_t>(plane, g.grid_w,
-                                                     bilinear_tap(y, g.grid_h, g.height),
-                                                     bilinear_tap(x, g.grid_w, g.width)));
+                                                     bilinear_tap<acc_t>(y, g.grid_h, g.height),
+                                                     bilinear_tap<acc_t>(x, g.grid_w, g.width)));
 }
 
 template <typename scalar_t, typename acc_t>
@@ -88,8 +88,8 @@ __global__ void gather_tiles_backward_kernel(const scalar_t* __restrict__ grad,
   }
   // The adjoint of bilinear upsampling: the pixel's gradient goes to its 4 taps.
   acc_t* plane = grad_coarse + (b * g.coarse_channels + p.c - g.image_channels) * g.grid_h * g.grid_w;
-  const BilinearTap ty = bilinear_tap(y, g.grid_h, g.height);
-  const BilinearTap tx = bilinear_tap(x, g.grid_w, g.width);
+  const BilinearTap<acc_t> ty = bilinear_tap<acc_t>(y, g.grid_h, g.height);
+  const BilinearTap<acc_t> tx = bilinear_tap<acc_t>(x, g.grid_w, g.width);
   const acc_t ly = ty.lambda1, lx = tx.lambda1;
   gpuAtomicAdd(plane + ty.i0 * g.grid_w + tx.i0, (acc_t(1) - ly) * (acc_t(1) - lx) * v);
   gpuAtomicAdd(plane + ty.i0 * g.grid_w + tx.i1, (acc_t(1) - ly) * lx * v);
