@@ -58,7 +58,7 @@ def test_cli_info(capsys):
 
 def test_cli_bench_writes_records(tmp_path, capsys):
     path = tmp_path / "records.json"
-    assert main(["bench", "--res", "hd", "--ops", "select_tiles", "--repeats", "2", "--json", str(path)]) == 0
+    assert main(["bench", "--res", "hd", "--suite", "tiles", "--ops", "select_tiles", "--repeats", "2", "--json", str(path)]) == 0
     records = json.loads(path.read_text())
     assert {r["backend"] for r in records} == {"fastmatte", "eager"}
     for r in records:

@@ -1,0 +1,45 @@
+"""The operators at HD and 4K vs eager PyTorch: tile select/gather/scatter and cross-region
+attention (knn_tiles, both attention blocks, forward and forward+backward).
+
+Run with `python -m pytest bench -k hd` (CPU always, CUDA where present). Each group holds
+fastmatte and the eager reference of one case at one resolution, so pytest-benchmark's table
+shows their ratio (the figures in parentheses)."""
+import functools
+
+import pytest
+import torch
+
+from fastmatte.benchmark import synchronize
+from fastmatte.benchmark_attention import attention_cases
+from fastmatte.benchmark_tiles import tile_op_cases
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+CASES = {
+    "tiles": ["select_tiles", "gather_tiles", "scatter_tiles", "gather+scatter", "select+gather+scatter"],
+    "attention": ["knn_tiles", "knn_attention", "group_attention", "knn+knn_attention",
+                  "knn+both blocks fwd", "knn+both blocks fwd+bwd"],
+}
+BUILDERS = {"tiles": tile_op_cases, "attention": attention_cases}
+
+
+@functools.lru_cache(maxsize=None)
+def cases(suite, resolution, device):
+    return {case.op: case for case in BUILDERS[suite](resolution, device)}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("resolution", ["hd", "4k"])
+@pytest.mark.parametrize("suite,op", [(suite, op) for suite, ops in CASES.items() for op in ops])
+@pytest.mark.parametrize("impl", ["fastmatte", "eager"])
+def test_op(benchmark, impl, suite, op, resolution, device):
+    case = cases(suite, resolution, device)[op]
+    fn = case.fastmatte if impl == "fastmatte" else case.eager
+    benchmark.group = f"{op} {resolution} {device}"
+    benchmark.extra_info.update(tiles=case.tiles, min_bytes=case.min_bytes)
+    dev = torch.device(device)
+
+    def timed():
+        fn()
+        synchronize(dev)
+
+    benchmark.pedantic(timed, rounds=20, warmup_rounds=2)
