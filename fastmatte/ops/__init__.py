@@ -1,5 +1,6 @@
 """The public operators. Each takes backend=None | "cpu" | "cuda" | "triton" | "torch"."""
 from fastmatte.ops.gather_tiles import gather_tiles
+from fastmatte.ops.group_attention import group_attention
 from fastmatte.ops.select_tiles import TileSelection, select_tiles
 
-__all__ = ["TileSelection", "gather_tiles", "select_tiles"]
+__all__ = ["TileSelection", "gather_tiles", "group_attention", "select_tiles"]
