@@ -1,0 +1,135 @@
+"""fastmatte.ops.group_attention: CRA's second attention block (the center query of each group)."""
+import torch
+
+from fastmatte import reference
+from fastmatte._extension import HAS_C
+from fastmatte.ops._backend import OpBackends
+from fastmatte.ops._checks import check_int, check_tensor, fail
+
+BACKENDS = OpBackends("group_attention", triton=True)
+
+
+def group_attention(q0: torch.Tensor, k: torch.Tensor, v: torch.Tensor, tiles: torch.Tensor,
+                    nbr: torch.Tensor, bias_table: torch.Tensor, search_range: int, *,
+                    backend=None) -> torch.Tensor:
+    """Attention of each group's center query over the group's own keys and values.
+
+    q0:         [N, heads, D] float (fp32, fp64, fp16 or bf16): the center query of group i.
+    k, v:       [N, K+1, heads, D], q0's dtype and device: group i's own keys/values, member 0
+                being the center (e.g. rows of knn_attention's output).
+    tiles:      [N, 3] int32 rows (b, ty, tx), as made by select_tiles (N = its capacity).
+    nbr:        [N, K] int32 neighbour rows in [-1, N), as made by knn_tiles; -1 = missing.
+    bias_table: [(2*search_range-1)^2 + 1, heads], q0's dtype: relative-position bias.
+    search_range: int >= 1.
+
+    Returns out [N, heads, D] in q0's dtype:
+
+        out[i, h] = sum_b softmax_b(q0[i, h] . k[i, b, h] / sqrt(D)
+                                    + bias_table[rel(tiles[i], tiles[g_b]), h]) v[i, b, h]
+
+    over the valid members b, where g_0 = i and g_b = nbr[i, b-1]; member b >= 1 is valid
+    when nbr[i, b-1] >= 0. rel is fastmatte.reference.relative_position_index (key tile minus
+    center tile; offsets beyond search_range-1 on either axis share the last table entry).
+    Rows of invalid centers (tiles[i, 0] < 0) are zero. Accumulates in fp32 (fp64 for fp64).
+    Differentiable in q0, k, v and bias_table. The bias-table gradient sums over groups: the
+    CPU kernel always adds in a fixed order; the Triton kernel uses fp32 atomics unless
+    torch.use_deterministic_algorithms(True) is on, then a fixed-order two-pass sum.
+    nbr values are validated on the CPU only. Non-contiguous inputs are copied.
+    """
+    op = "group_attention"
+    check_tensor(op, "q0", q0, rank=3, layout="[N, heads, D]", floating=True)
+    n, heads, dim = q0.shape
+    if dim == 0:
+        fail(op, f"q0 must be [N, heads, D] with D >= 1, got {list(q0.shape)}")
+    check_tensor(op, "nbr", nbr, rank=2, layout="[N, K]", dtype=torch.int32, device=q0.device)
+    if nbr.shape[0] != n:
+        fail(op, f"nbr must be [N={n}, K] (N = q0.shape[0]), got {list(nbr.shape)}")
+    members = nbr.shape[1] + 1
+    for name, t in (("k", k), ("v", v)):
+        check_tensor(op, name, t, rank=4, layout="[N, K+1, heads, D]", dtype=q0.dtype, device=q0.device)
+        if t.shape != (n, members, heads, dim):
+            fail(op, f"{name} must be [N, K+1, heads, D] = {[n, members, heads, dim]} "
+                     f"(K = nbr.shape[1]), got {list(t.shape)}")
+    check_tensor(op, "tiles", tiles, rank=2, layout="[N, 3]", dtype=torch.int32, device=q0.device)
+    if tiles.shape != (n, 3):
+        fail(op, f"tiles must be [N={n}, 3] (b, ty, tx), got {list(tiles.shape)}")
+    check_int(op, "search_range", search_range, 1)
+    table = (2 * search_range - 1) ** 2 + 1
+    check_tensor(op, "bias_table", bias_table, dtype=q0.dtype, device=q0.device)
+    if bias_table.shape != (table, heads):
+        fail(op, f"bias_table must be [(2*search_range-1)^2+1, heads] = [{table}, {heads}] for "
+                 f"search_range={search_range}, got {list(bias_table.shape)}")
+
+    choice = BACKENDS.resolve(q0.device, backend)
+    if choice == "torch":
+        return reference.group_attention(q0, k, v, tiles, nbr, bias_table, search_range)
+    if choice == "triton":
+        run = torch.ops.fastmatte.group_attention_triton
+    else:  # "cpu" or "cuda": the C++ op dispatches on the device
+        run = torch.ops.fastmatte.group_attention
+    return run(q0.contiguous(), k.contiguous(), v.contiguous(), tiles.contiguous(),
+               nbr.contiguous(), bias_table.contiguous(), search_range)
+
+
+@torch.library.custom_op("fastmatte::group_attention_triton", mutates_args=())
+def _group_attention_triton(q0: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                            tiles: torch.Tensor, nbr: torch.Tensor, bias_table: torch.Tensor,
+                            search_range: int) -> torch.Tensor:
+    # Imported here: TRITON_INTERPRET must be set before the kernel's triton.jit runs.
+    from fastmatte.kernels.group_attention import group_attention_forward
+
+    return group_attention_forward(q0, k, v, tiles, nbr, bias_table, search_range)
+
+
+@torch.library.custom_op("fastmatte::group_attention_backward_triton", mutates_args=())
+def _group_attention_backward_triton(
+        grad_out: torch.Tensor, q0: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+        tiles: torch.Tensor, nbr: torch.Tensor, bias_table: torch.Tensor, search_range: int,
+        deterministic: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    from fastmatte.kernels.group_attention import group_attention_backward
+
+    return group_attention_backward(grad_out, q0, k, v, tiles, nbr, bias_table, search_range,
+                                    deterministic)
+
+
+def _forward_fake(q0, k, v, tiles, nbr, bias_table, search_range):
+    return torch.empty_like(q0)
+
+
+def _backward_fake(grad_out, q0, k, v, tiles, nbr, bias_table, search_range, deterministic=False):
+    return (torch.empty_like(q0), torch.empty_like(k), torch.empty_like(v),
+            torch.empty_like(bias_table))
+
+
+def _setup_context(ctx, inputs, output):
+    ctx.save_for_backward(*inputs[:6])
+    ctx.search_range = inputs[6]
+
+
+def _backward_args(ctx, grad_out):
+    q0, k, v, tiles, nbr, bias_table = ctx.saved_tensors
+    return grad_out.contiguous(), q0, k, v, tiles, nbr, bias_table, ctx.search_range
+
+
+def _backward(ctx, grad_out):
+    grad_q0, grad_k, grad_v, grad_table = torch.ops.fastmatte.group_attention_backward(
+        *_backward_args(ctx, grad_out))
+    return grad_q0, grad_k, grad_v, None, None, grad_table, None
+
+
+def _backward_triton(ctx, grad_out):
+    grad_q0, grad_k, grad_v, grad_table = torch.ops.fastmatte.group_attention_backward_triton(
+        *_backward_args(ctx, grad_out), torch.are_deterministic_algorithms_enabled())
+    return grad_q0, grad_k, grad_v, None, None, grad_table, None
+
+
+torch.library.register_fake("fastmatte::group_attention_triton", _forward_fake)
+torch.library.register_fake("fastmatte::group_attention_backward_triton", _backward_fake)
+torch.library.register_autograd("fastmatte::group_attention_triton", _backward_triton,
+                                setup_context=_setup_context)
+
+if HAS_C:
+    torch.library.register_fake("fastmatte::group_attention", _forward_fake)
+    torch.library.register_fake("fastmatte::group_attention_backward", _backward_fake)
+    torch.library.register_autograd("fastmatte::group_attention", _backward,
+                                    setup_context=_setup_context)
