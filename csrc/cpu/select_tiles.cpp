@@ -9,7 +9,7 @@
 #include <numeric>
 #include <vector>
 
-#include "checks.h"
+#include "select_tiles.h"
 
 namespace fastmatte {
 namespace {
@@ -41,14 +41,8 @@ bool ranks_before(float sa, int64_t a, float sb, int64_t b) {
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> select_tiles_cpu(
     const at::Tensor& trimap, int64_t capacity, int64_t unknown_class) {
-  const char* op = "select_tiles";
-  check_rank(trimap, op, "trimap", 4, "[B, classes, h, w]");
-  check_floating(trimap, op, "trimap");
-  check_contiguous(trimap, op, "trimap");
-  TORCH_CHECK(capacity >= 0, "fastmatte.select_tiles: capacity must be >= 0, got ", capacity);
+  check_select_tiles_inputs(trimap, capacity, unknown_class);
   const int64_t B = trimap.size(0), K = trimap.size(1), h = trimap.size(2), w = trimap.size(3);
-  TORCH_CHECK(unknown_class >= 0 && unknown_class < K, "fastmatte.select_tiles: unknown_class must be in [0, ",
-              K, ") for a trimap with ", K, " classes, got ", unknown_class);
   const int64_t plane = h * w, n_tiles = B * plane;
 
   auto int_opts = trimap.options().dtype(at::kInt);

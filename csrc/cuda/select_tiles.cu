@@ -16,7 +16,7 @@
 #include <cstdint>
 #include <limits>
 
-#include "checks.h"
+#include "select_tiles.h"
 
 namespace fastmatte {
 namespace {
@@ -174,14 +174,8 @@ unsigned int tile_blocks(int64_t n_tiles) {
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> select_tiles_cuda(
     const at::Tensor& trimap, int64_t capacity, int64_t unknown_class) {
-  const char* op = "select_tiles";
-  check_rank(trimap, op, "trimap", 4, "[B, classes, h, w]");
-  check_floating(trimap, op, "trimap");
-  check_contiguous(trimap, op, "trimap");
-  TORCH_CHECK(capacity >= 0, "fastmatte.select_tiles: capacity must be >= 0, got ", capacity);
+  check_select_tiles_inputs(trimap, capacity, unknown_class);
   const int64_t B = trimap.size(0), K = trimap.size(1), h = trimap.size(2), w = trimap.size(3);
-  TORCH_CHECK(unknown_class >= 0 && unknown_class < K, "fastmatte.select_tiles: unknown_class must be in [0, ",
-              K, ") for a trimap with ", K, " classes, got ", unknown_class);
   const int64_t plane = h * w, n_tiles = B * plane;
   // Rows, counts and the low half of the order keys are 32-bit.
   TORCH_CHECK(n_tiles <= std::numeric_limits<int32_t>::max(),
