@@ -17,6 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
+from fastmatte.kernels.attention_common import sqrt_dim, sum_partials_kernel
 from fastmatte.kernels.relative_position import relative_position_index
 
 _INTERPRETER = os.environ.get("TRITON_INTERPRET") == "1"
@@ -44,17 +45,6 @@ def _group_members(tiles, nbr, i, live, N, MEMBERS: tl.constexpr, SEARCH_RANGE: 
 
 
 @triton.jit
-def _sqrt_dim(DIM: tl.constexpr, ACC: tl.constexpr):
-    """sqrt(DIM), correctly rounded like PyTorch's (tl.sqrt is approximate in fp32)."""
-    x = tl.full([], DIM, ACC)
-    if ACC == tl.float64:
-        root = tl.sqrt(x)
-    else:
-        root = tl.sqrt_rn(x)
-    return root
-
-
-@triton.jit
 def _attention_weights(q0, k, table, i, live, rel, valid, HEADS: tl.constexpr, DIM: tl.constexpr,
                        MEMBERS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_H: tl.constexpr,
                        BLOCK_D: tl.constexpr, ACC: tl.constexpr):
@@ -73,7 +63,7 @@ def _attention_weights(q0, k, table, i, live, rel, valid, HEADS: tl.constexpr, D
     kk = tl.load(k + kv_offsets, mask=kv_mask, other=0.0).to(ACC)
     bias_mask = valid[:, None] & (h[None, :] < HEADS)
     bias = tl.load(table + rel[:, None] * HEADS + h[None, :], mask=bias_mask, other=0.0).to(ACC)
-    scores = tl.sum(q[None, :, :] * kk, axis=2) / _sqrt_dim(DIM, ACC) + bias
+    scores = tl.sum(q[None, :, :] * kk, axis=2) / sqrt_dim(DIM, ACC) + bias
     scores = tl.where(bias_mask, scores, float("-inf"))
     top = tl.max(scores, axis=0)
     top = tl.where(top == float("-inf"), 0.0, top)  # a group with no valid member
@@ -124,7 +114,7 @@ def _backward_kernel(grad_out, q0, k, v, tiles, nbr, table, grad_q0, grad_k, gra
         # d(loss)/d(score_b) = p_b (g.v_b - sum_c p_c g.v_c): the softmax Jacobian.
         dp = tl.sum(g[None, :, :] * vv, axis=2)
         ds = p * (dp - tl.sum(p * dp, axis=0)[None, :])
-        dscore = ds / _sqrt_dim(DIM, ACC)
+        dscore = ds / sqrt_dim(DIM, ACC)
         row_mask = (m[:, None, None] < MEMBERS) & hd_mask[None, :, :]
         tl.store(grad_v + kv_offsets, (p[:, :, None] * g[None, :, :]).to(grad_v.dtype.element_ty),
                  mask=row_mask)
@@ -142,20 +132,6 @@ def _backward_kernel(grad_out, q0, k, v, tiles, nbr, table, grad_q0, grad_k, gra
         tl.store(grad_table + pid * TABLE * HEADS + entry, partial, mask=entry_mask)
     else:
         tl.atomic_add(grad_table + entry, partial, mask=entry_mask & (touched[:, None] > 0))
-
-
-@triton.jit
-def _sum_partials_kernel(partials, out, programs, ENTRIES: tl.constexpr, BLOCK_P: tl.constexpr,
-                         BLOCK_E: tl.constexpr, ACC: tl.constexpr):
-    """out[e] = sum over programs of partials[program, e], always in the same order."""
-    e = tl.program_id(0) * BLOCK_E + tl.arange(0, BLOCK_E)
-    rows = tl.arange(0, BLOCK_P)
-    acc = tl.zeros([BLOCK_P, BLOCK_E], ACC)
-    for start in range(0, programs, BLOCK_P):
-        p = start + rows
-        mask = (p[:, None] < programs) & (e[None, :] < ENTRIES)
-        acc += tl.load(partials + p[:, None].to(tl.int64) * ENTRIES + e[None, :], mask=mask, other=0.0)
-    tl.store(out + e, tl.sum(acc, axis=0).to(out.dtype.element_ty), mask=e < ENTRIES)
 
 
 def _blocks(q0: torch.Tensor, members: int, search_range: int) -> dict:
@@ -223,7 +199,7 @@ def group_attention_backward(grad_out: torch.Tensor, q0: torch.Tensor, k: torch.
     partials, grad_table = grad_table, torch.empty_like(bias_table)
     entries = grad_table.numel()
     block_e = min(128, triton.next_power_of_2(entries))
-    _sum_partials_kernel[(triton.cdiv(entries, block_e),)](
+    sum_partials_kernel[(triton.cdiv(entries, block_e),)](
         partials, grad_table, programs, ENTRIES=entries, BLOCK_P=32, BLOCK_E=block_e,
         ACC=blocks["ACC"], num_warps=1 if _INTERPRETER else 4)
     return grad_q0, grad_k, grad_v, grad_table

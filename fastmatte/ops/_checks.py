@@ -36,3 +36,30 @@ def check_selection(op, tiles, count, device):
     check_tensor(op, "count", count, rank=1, layout="[1]", dtype=torch.int32, device=device)
     if count.numel() != 1:
         fail(op, f"count must hold one element, got {list(count.shape)}")
+
+
+def check_query(op, name, q):
+    """A query tensor [N, heads, D] of an attention op; returns (N, heads, D)."""
+    check_tensor(op, name, q, rank=3, layout="[N, heads, D]", floating=True)
+    n, heads, dim = q.shape
+    if dim == 0:
+        fail(op, f"{name} must be [N, heads, D] with D >= 1, got {list(q.shape)}")
+    return n, heads, dim
+
+
+def check_groups(op, query_name, q, tiles, nbr, bias_table, search_range):
+    """What both CRA attention ops take besides q/k/v: tiles [N, 3], nbr [N, K] and the
+    bias table [(2s-1)^2+1, heads], checked against the query q [N, heads, D] (named query_name)."""
+    n, heads = q.shape[:2]
+    check_tensor(op, "nbr", nbr, rank=2, layout="[N, K]", dtype=torch.int32, device=q.device)
+    if nbr.shape[0] != n:
+        fail(op, f"nbr must be [N={n}, K] (N = {query_name}.shape[0]), got {list(nbr.shape)}")
+    check_tensor(op, "tiles", tiles, rank=2, layout="[N, 3]", dtype=torch.int32, device=q.device)
+    if tiles.shape != (n, 3):
+        fail(op, f"tiles must be [N={n}, 3] (b, ty, tx), got {list(tiles.shape)}")
+    check_int(op, "search_range", search_range, 1)
+    table = (2 * search_range - 1) ** 2 + 1
+    check_tensor(op, "bias_table", bias_table, dtype=q.dtype, device=q.device)
+    if bias_table.shape != (table, heads):
+        fail(op, f"bias_table must be [(2*search_range-1)^2+1, heads] = [{table}, {heads}] for "
+                 f"search_range={search_range}, got {list(bias_table.shape)}")

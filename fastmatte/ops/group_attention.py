@@ -4,7 +4,7 @@ import torch
 from fastmatte import reference
 from fastmatte._extension import HAS_C
 from fastmatte.ops._backend import OpBackends
-from fastmatte.ops._checks import check_int, check_tensor, fail
+from fastmatte.ops._checks import check_groups, check_query, check_tensor, fail
 
 BACKENDS = OpBackends("group_attention", triton=True)
 
@@ -37,28 +37,14 @@ def group_attention(q0: torch.Tensor, k: torch.Tensor, v: torch.Tensor, tiles: t
     nbr values are validated on the CPU only. Non-contiguous inputs are copied.
     """
     op = "group_attention"
-    check_tensor(op, "q0", q0, rank=3, layout="[N, heads, D]", floating=True)
-    n, heads, dim = q0.shape
-    if dim == 0:
-        fail(op, f"q0 must be [N, heads, D] with D >= 1, got {list(q0.shape)}")
-    check_tensor(op, "nbr", nbr, rank=2, layout="[N, K]", dtype=torch.int32, device=q0.device)
-    if nbr.shape[0] != n:
-        fail(op, f"nbr must be [N={n}, K] (N = q0.shape[0]), got {list(nbr.shape)}")
+    n, heads, dim = check_query(op, "q0", q0)
+    check_groups(op, "q0", q0, tiles, nbr, bias_table, search_range)
     members = nbr.shape[1] + 1
     for name, t in (("k", k), ("v", v)):
         check_tensor(op, name, t, rank=4, layout="[N, K+1, heads, D]", dtype=q0.dtype, device=q0.device)
         if t.shape != (n, members, heads, dim):
             fail(op, f"{name} must be [N, K+1, heads, D] = {[n, members, heads, dim]} "
                      f"(K = nbr.shape[1]), got {list(t.shape)}")
-    check_tensor(op, "tiles", tiles, rank=2, layout="[N, 3]", dtype=torch.int32, device=q0.device)
-    if tiles.shape != (n, 3):
-        fail(op, f"tiles must be [N={n}, 3] (b, ty, tx), got {list(tiles.shape)}")
-    check_int(op, "search_range", search_range, 1)
-    table = (2 * search_range - 1) ** 2 + 1
-    check_tensor(op, "bias_table", bias_table, dtype=q0.dtype, device=q0.device)
-    if bias_table.shape != (table, heads):
-        fail(op, f"bias_table must be [(2*search_range-1)^2+1, heads] = [{table}, {heads}] for "
-                 f"search_range={search_range}, got {list(bias_table.shape)}")
 
     choice = BACKENDS.resolve(q0.device, backend)
     if choice == "torch":

@@ -1,0 +1,116 @@
+"""fastmatte.ops.knn_attention: CRA's first attention block (full attention in each group)."""
+import torch
+
+from fastmatte import reference
+from fastmatte._extension import HAS_C
+from fastmatte.ops._backend import OpBackends
+from fastmatte.ops._checks import check_groups, check_query, check_tensor, fail
+
+BACKENDS = OpBackends("knn_attention", triton=True)
+
+
+def knn_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, tiles: torch.Tensor,
+                  nbr: torch.Tensor, bias_table: torch.Tensor, search_range: int, *,
+                  backend=None) -> torch.Tensor:
+    """Full attention among the k+1 tiles of every group, with a relative-position bias.
+
+    q, k, v:    [N, heads, D] float (fp32, fp64, fp16 or bf16), one token per tile row.
+    tiles:      [N, 3] int32 rows (b, ty, tx), as made by select_tiles (N = its capacity).
+    nbr:        [N, K] int32 neighbour rows in [-1, N), as made by knn_tiles; -1 = missing.
+    bias_table: [(2*search_range-1)^2 + 1, heads], q's dtype: relative-position bias.
+    search_range: int >= 1.
+
+    Returns out [N, K+1, heads, D] in q's dtype. Group i is g = [i] + nbr[i]; for each valid
+    member a of group i:
+
+        out[i, a, h] = sum_b softmax_b(q[g_a, h] . k[g_b, h] / sqrt(D)
+                                       + bias_table[rel(tiles[g_a], tiles[g_b]), h]) v[g_b, h]
+
+    over the valid members b. A member is valid when its row is >= 0 and its group's center
+    is (tiles[i, 0] >= 0); rows of invalid members are zero. rel is
+    fastmatte.reference.relative_position_index (key tile minus query tile; offsets beyond
+    search_range-1 on either axis share the last table entry). Accumulates in fp32 (fp64 for
+    fp64); never builds gathered K/V copies or a bias tensor. Differentiable in q, k, v and
+    bias_table; gradients are sums over the groups a tile belongs to: the CPU kernel adds in a
+    fixed order, the Triton kernel uses fp32 atomics unless
+    torch.use_deterministic_algorithms(True) is on, then fixed-order sums.
+    nbr values are validated on the CPU only. Non-contiguous inputs are copied.
+    """
+    op = "knn_attention"
+    n, heads, dim = check_query(op, "q", q)
+    for name, t in (("k", k), ("v", v)):
+        check_tensor(op, name, t, rank=3, layout="[N, heads, D]", dtype=q.dtype, device=q.device)
+        if t.shape != q.shape:
+            fail(op, f"{name} must have q's shape {list(q.shape)}, got {list(t.shape)}")
+    check_groups(op, "q", q, tiles, nbr, bias_table, search_range)
+
+    choice = BACKENDS.resolve(q.device, backend)
+    if choice == "torch":
+        return reference.knn_attention(q, k, v, tiles, nbr, bias_table, search_range)
+    run = torch.ops.fastmatte.knn_attention_triton if choice == "triton" else torch.ops.fastmatte.knn_attention
+    return run(q.contiguous(), k.contiguous(), v.contiguous(), tiles.contiguous(), nbr.contiguous(),
+               bias_table.contiguous(), search_range)
+
+
+@torch.library.custom_op("fastmatte::knn_attention_triton", mutates_args=())
+def _knn_attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, tiles: torch.Tensor,
+                          nbr: torch.Tensor, bias_table: torch.Tensor,
+                          search_range: int) -> torch.Tensor:
+    # Imported here: TRITON_INTERPRET must be set before the kernel's triton.jit runs.
+    from fastmatte.kernels.knn_attention import knn_attention_forward
+
+    return knn_attention_forward(q, k, v, tiles, nbr, bias_table, search_range)
+
+
+@torch.library.custom_op("fastmatte::knn_attention_backward_triton", mutates_args=())
+def _knn_attention_backward_triton(
+        grad_out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+        tiles: torch.Tensor, nbr: torch.Tensor, bias_table: torch.Tensor, search_range: int,
+        deterministic: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    from fastmatte.kernels.knn_attention import knn_attention_backward
+
+    return knn_attention_backward(grad_out, q, k, v, tiles, nbr, bias_table, search_range,
+                                  deterministic)
+
+
+def _forward_fake(q, k, v, tiles, nbr, bias_table, search_range):
+    return q.new_empty((q.shape[0], nbr.shape[1] + 1, q.shape[1], q.shape[2]))
+
+
+def _backward_fake(grad_out, q, k, v, tiles, nbr, bias_table, search_range, deterministic=False):
+    return (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v),
+            torch.empty_like(bias_table))
+
+
+def _setup_context(ctx, inputs, output):
+    ctx.save_for_backward(*inputs[:6])
+    ctx.search_range = inputs[6]
+
+
+def _backward_args(ctx, grad_out):
+    q, k, v, tiles, nbr, bias_table = ctx.saved_tensors
+    return grad_out.contiguous(), q, k, v, tiles, nbr, bias_table, ctx.search_range
+
+
+def _backward(ctx, grad_out):
+    grad_q, grad_k, grad_v, grad_table = torch.ops.fastmatte.knn_attention_backward(
+        *_backward_args(ctx, grad_out))
+    return grad_q, grad_k, grad_v, None, None, grad_table, None
+
+
+def _backward_triton(ctx, grad_out):
+    grad_q, grad_k, grad_v, grad_table = torch.ops.fastmatte.knn_attention_backward_triton(
+        *_backward_args(ctx, grad_out), torch.are_deterministic_algorithms_enabled())
+    return grad_q, grad_k, grad_v, None, None, grad_table, None
+
+
+torch.library.register_fake("fastmatte::knn_attention_triton", _forward_fake)
+torch.library.register_fake("fastmatte::knn_attention_backward_triton", _backward_fake)
+torch.library.register_autograd("fastmatte::knn_attention_triton", _backward_triton,
+                                setup_context=_setup_context)
+
+if HAS_C:
+    torch.library.register_fake("fastmatte::knn_attention", _forward_fake)
+    torch.library.register_fake("fastmatte::knn_attention_backward", _backward_fake)
+    torch.library.register_autograd("fastmatte::knn_attention", _backward,
+                                    setup_context=_setup_context)
