@@ -20,13 +20,15 @@ def synchronize(device: torch.device):
         torch.cuda.synchronize(device)
 
 
-def median_ms(fn, device, repeats=30, warmup=3) -> float:
-    """Median wall time of fn() in milliseconds, the device synchronized around every call."""
+def median_ms(fn, device, repeats=30, warmup=2, budget_s=10.0) -> float:
+    """Median wall time of fn() in milliseconds, the device synchronized around every call:
+    `repeats` timed runs, or fewer (at least 5) once they have taken `budget_s` seconds, so
+    that a slow eager reference does not stretch a run to many minutes."""
     for _ in range(warmup):
         fn()
     synchronize(device)
     times = []
-    for _ in range(repeats):
+    while len(times) < repeats and (len(times) < 5 or sum(times) < budget_s * 1e3):
         start = time.perf_counter()
         fn()
         synchronize(device)

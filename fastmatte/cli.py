@@ -45,7 +45,7 @@ def cmd_bench(args) -> int:
               "commit": git_commit()}
     records = []
     print(f"device: {common['device']}   torch {common['torch']}   precision {args.precision}   "
-          f"median of {args.repeats} runs, synchronized")
+          f"median of {args.repeats} runs (at least 5 within 10 s), synchronized")
     print(f"{'op':26s} {'res':4s} {'tiles':>6s} {'fastmatte ms':>13s} {'eager ms':>10s} {'speedup':>8s} "
           f"{'GB/s':>8s}")
     cases = ((res, case) for res in resolutions for suite in args.suite.split(",")
