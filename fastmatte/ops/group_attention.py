@@ -2,7 +2,7 @@
 import torch
 
 from fastmatte import reference
-from fastmatte._extension import HAS_C
+from fastmatte.ops._attention_registration import register_attention
 from fastmatte.ops._backend import OpBackends
 from fastmatte.ops._checks import check_groups, check_query, check_tensor, fail
 
@@ -82,40 +82,4 @@ def _forward_fake(q0, k, v, tiles, nbr, bias_table, search_range):
     return torch.empty_like(q0)
 
 
-def _backward_fake(grad_out, q0, k, v, tiles, nbr, bias_table, search_range, deterministic=False):
-    return (torch.empty_like(q0), torch.empty_like(k), torch.empty_like(v),
-            torch.empty_like(bias_table))
-
-
-def _setup_context(ctx, inputs, output):
-    ctx.save_for_backward(*inputs[:6])
-    ctx.search_range = inputs[6]
-
-
-def _backward_args(ctx, grad_out):
-    q0, k, v, tiles, nbr, bias_table = ctx.saved_tensors
-    return grad_out.contiguous(), q0, k, v, tiles, nbr, bias_table, ctx.search_range
-
-
-def _backward(ctx, grad_out):
-    grad_q0, grad_k, grad_v, grad_table = torch.ops.fastmatte.group_attention_backward(
-        *_backward_args(ctx, grad_out))
-    return grad_q0, grad_k, grad_v, None, None, grad_table, None
-
-
-def _backward_triton(ctx, grad_out):
-    grad_q0, grad_k, grad_v, grad_table = torch.ops.fastmatte.group_attention_backward_triton(
-        *_backward_args(ctx, grad_out), torch.are_deterministic_algorithms_enabled())
-    return grad_q0, grad_k, grad_v, None, None, grad_table, None
-
-
-torch.library.register_fake("fastmatte::group_attention_triton", _forward_fake)
-torch.library.register_fake("fastmatte::group_attention_backward_triton", _backward_fake)
-torch.library.register_autograd("fastmatte::group_attention_triton", _backward_triton,
-                                setup_context=_setup_context)
-
-if HAS_C:
-    torch.library.register_fake("fastmatte::group_attention", _forward_fake)
-    torch.library.register_fake("fastmatte::group_attention_backward", _backward_fake)
-    torch.library.register_autograd("fastmatte::group_attention", _backward,
-                                    setup_context=_setup_context)
+register_attention("group_attention", _forward_fake)
