@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from fastmatte.kernels.attention_common import sqrt_dim, sum_partials_kernel
+from fastmatte.kernels.attention_common import sqrt_dim, sum_partials
 from fastmatte.kernels.relative_position import relative_position_index
 
 _INTERPRETER = os.environ.get("TRITON_INTERPRET") == "1"
@@ -196,10 +196,4 @@ def group_attention_backward(grad_out: torch.Tensor, q0: torch.Tensor, k: torch.
         DETERMINISTIC=deterministic, **blocks, num_warps=_num_warps(blocks, backward=True))
     if not deterministic:
         return grad_q0, grad_k, grad_v, grad_table.to(bias_table.dtype)
-    partials, grad_table = grad_table, torch.empty_like(bias_table)
-    entries = grad_table.numel()
-    block_e = min(128, triton.next_power_of_2(entries))
-    sum_partials_kernel[(triton.cdiv(entries, block_e),)](
-        partials, grad_table, programs, ENTRIES=entries, BLOCK_P=32, BLOCK_E=block_e,
-        ACC=blocks["ACC"], num_warps=1 if _INTERPRETER else 4)
-    return grad_q0, grad_k, grad_v, grad_table
+    return grad_q0, grad_k, grad_v, sum_partials(grad_table, bias_table)

@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from fastmatte.kernels.attention_common import sqrt_dim, sum_partials_kernel
+from fastmatte.kernels.attention_common import sqrt_dim, sum_partials
 from fastmatte.kernels.relative_position import relative_position_index
 
 _INTERPRETER = os.environ.get("TRITON_INTERPRET") == "1"
@@ -180,11 +180,6 @@ def knn_attention_backward(grad_out, q, k, v, tiles, nbr, bias_table, search_ran
         rows = rows.clamp(min=0).flatten()  # missing members carry zero partials
         grads = [torch.zeros((n, heads, dim), dtype=acc, device=q.device).index_put_(
             (rows,), part.view(-1, heads, dim), accumulate=True) for part in grads]
-        partials, grad_table = grad_table, torch.empty_like(bias_table)
-        entries = grad_table.numel()
-        block_e = min(128, triton.next_power_of_2(entries))
-        sum_partials_kernel[(triton.cdiv(entries, block_e),)](
-            partials, grad_table, n, ENTRIES=entries, BLOCK_P=32, BLOCK_E=block_e,
-            ACC=blocks["ACC"], num_warps=1 if _INTERPRETER else 4)
+        grad_table = sum_partials(grad_table, bias_table)
     grad_q, grad_k, grad_v = (g.to(q.dtype) for g in grads)
     return grad_q, grad_k, grad_v, grad_table.to(bias_table.dtype)
