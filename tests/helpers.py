@@ -40,3 +40,17 @@ def tolerance(dtype):
 def assert_close(actual, expected, dtype=None):
     atol, rtol = tolerance(dtype or expected.dtype)
     torch.testing.assert_close(actual, expected, atol=atol, rtol=rtol, equal_nan=True)
+
+
+def assert_same_bits_across_thread_counts(fn):
+    """fn() -> tuple of tensors gives bitwise-equal results with 1, 2 and again 1 CPU thread."""
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2, 1):
+            torch.set_num_threads(n)
+            results.append(fn())
+    finally:
+        torch.set_num_threads(threads)
+    for other in results[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(results[0], other))

@@ -3,7 +3,7 @@ import torch
 
 from fastmatte import reference
 from fastmatte.ops import knn_attention, select_tiles
-from helpers import DTYPES, assert_close, backend_params
+from helpers import DTYPES, assert_close, assert_same_bits_across_thread_counts, backend_params
 
 # The GPU kernel of this op is Triton's (no CUDA C++ kernel): every backend but "cuda".
 BACKENDS = [p for p in backend_params(triton=True) if p.id != "cuda"]
@@ -121,16 +121,7 @@ def test_cpu_backward_is_deterministic_across_thread_counts():
     tiles, nbr, _ = selection(2, 12, 16, 300, 8, "cpu", unknown_fraction=0.8)
     q, k, v, table = make_inputs(300, 2, 8, 4, "cpu")
     grad = torch.randn(300, 9, 2, 8)
-    threads = torch.get_num_threads()
-    try:
-        results = []
-        for n in (1, 2, 1):
-            torch.set_num_threads(n)
-            results.append(OP.knn_attention_backward(grad, q, k, v, tiles, nbr, table, 4))
-    finally:
-        torch.set_num_threads(threads)
-    for other in results[1:]:
-        assert all(torch.equal(a, b) for a, b in zip(results[0], other))
+    assert_same_bits_across_thread_counts(lambda: OP.knn_attention_backward(grad, q, k, v, tiles, nbr, table, 4))
 
 
 @pytest.mark.parametrize("device,backend", [p for p in BACKENDS if "triton" in p.id])
