@@ -30,6 +30,17 @@ TORCH_LIBRARY(fastmatte, m) {
   m.def("group_attention_backward(Tensor grad_out, Tensor q0, Tensor k, Tensor v, Tensor tiles,"
         " Tensor nbr, Tensor bias_table, int search_range)"
         " -> (Tensor grad_q0, Tensor grad_k, Tensor grad_v, Tensor grad_bias_table)");
+
+  // PP-Matting's gated convolution (weights with BatchNorms folded in) and semantic-detail fusion.
+  m.def("gated_conv(Tensor x, Tensor guide, Tensor w_hidden, Tensor b_hidden, Tensor w_gate,"
+        " Tensor b_gate, Tensor w_out) -> Tensor");
+  m.def("gated_conv_backward(Tensor grad_out, Tensor x, Tensor guide, Tensor w_hidden,"
+        " Tensor b_hidden, Tensor w_gate, Tensor b_gate, Tensor w_out)"
+        " -> (Tensor grad_x, Tensor grad_guide, Tensor grad_w_hidden, Tensor grad_b_hidden,"
+        " Tensor grad_w_gate, Tensor grad_b_gate, Tensor grad_w_out)");
+  m.def("trimap_fusion(Tensor semantic, Tensor detail, int fg_class=0, int unknown_class=1)"
+        " -> Tensor");
+  m.def("trimap_fusion_backward(Tensor grad_alpha, Tensor semantic, int unknown_class) -> Tensor");
 }
 
 // Importing fastmatte._C runs the registrations above; the module itself is empty.
