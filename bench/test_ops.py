@@ -1,5 +1,5 @@
-"""The operators at HD and 4K vs eager PyTorch: tile select/gather/scatter and cross-region
-attention (knn_tiles, both attention blocks, forward and forward+backward).
+"""The operators at HD and 4K vs eager PyTorch: tile select/gather/scatter, cross-region
+attention (knn_tiles, both attention blocks, forward and forward+backward) and the gated conv.
 
 Run with `python -m pytest bench -k hd` (CPU always, CUDA where present). Each group holds
 fastmatte and the eager reference of one case at one resolution, so pytest-benchmark's table
@@ -11,6 +11,7 @@ import torch
 
 from fastmatte.benchmark import synchronize
 from fastmatte.benchmark_attention import attention_cases
+from fastmatte.benchmark_gated_conv import gated_conv_cases
 from fastmatte.benchmark_tiles import tile_op_cases
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -18,8 +19,9 @@ CASES = {
     "tiles": ["select_tiles", "gather_tiles", "scatter_tiles", "gather+scatter", "select+gather+scatter"],
     "attention": ["knn_tiles", "knn_attention", "group_attention", "knn+knn_attention",
                   "knn+both blocks fwd", "knn+both blocks fwd+bwd"],
+    "gated_conv": ["gated_conv C=8", "gated_conv C=16", "gated_conv C=32"],
 }
-BUILDERS = {"tiles": tile_op_cases, "attention": attention_cases}
+BUILDERS = {"tiles": tile_op_cases, "attention": attention_cases, "gated_conv": gated_conv_cases}
 
 
 @functools.lru_cache(maxsize=None)

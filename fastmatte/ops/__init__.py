@@ -1,10 +1,11 @@
 """The public operators. Each takes backend=None | "cpu" | "cuda" | "triton" | "torch"."""
 from fastmatte.ops.gather_tiles import gather_tiles
+from fastmatte.ops.gated_conv import gated_conv
 from fastmatte.ops.group_attention import group_attention
 from fastmatte.ops.knn_attention import knn_attention
 from fastmatte.ops.knn_tiles import knn_tiles
 from fastmatte.ops.scatter_tiles import scatter_tiles
 from fastmatte.ops.select_tiles import TileSelection, select_tiles
 
-__all__ = ["TileSelection", "gather_tiles", "group_attention", "knn_attention", "knn_tiles",
+__all__ = ["TileSelection", "gated_conv", "gather_tiles", "group_attention", "knn_attention", "knn_tiles",
            "scatter_tiles", "select_tiles"]

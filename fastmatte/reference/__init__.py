@@ -1,6 +1,7 @@
 """Plain eager-PyTorch implementations of every operator: the oracle of the tests and the
 "eager PyTorch" side of every benchmark. Written the obvious way, not the fast way."""
 from fastmatte.reference.gather_tiles import gather_tiles
+from fastmatte.reference.gated_conv import gated_conv
 from fastmatte.reference.group_attention import group_attention
 from fastmatte.reference.knn_attention import knn_attention
 from fastmatte.reference.knn_tiles import knn_tiles
@@ -8,5 +9,5 @@ from fastmatte.reference.relative_position import relative_position_index
 from fastmatte.reference.scatter_tiles import scatter_tiles
 from fastmatte.reference.select_tiles import select_tiles
 
-__all__ = ["gather_tiles", "group_attention", "knn_attention", "knn_tiles", "relative_position_index",
+__all__ = ["gated_conv", "gather_tiles", "group_attention", "knn_attention", "knn_tiles", "relative_position_index",
            "scatter_tiles", "select_tiles"]

@@ -1,0 +1,36 @@
+"""Benchmark cases of PP-Matting's gated convolution at HD/4K for C = 8, 16, 32 (the detail
+branch's widths), with the guidance map at 1/4 resolution."""
+import torch
+
+from fastmatte import ops, reference
+from fastmatte.benchmark import RESOLUTIONS
+from fastmatte.benchmark_tiles import OpCase
+
+CHANNELS = (8, 16, 32)
+GUIDE_STRIDE = 4
+
+
+def gated_conv_cases(resolution: str, device, dtype=torch.float32):
+    """One inference case per width: fastmatte.ops.gated_conv vs its eager reference, with the
+    same (BatchNorm-folded) weights, batch 1."""
+    height, width = RESOLUTIONS[resolution]
+    device = torch.device(device)
+    gen = torch.Generator().manual_seed(4)
+    elt = torch.finfo(dtype).bits // 8
+    cases = []
+    for channels in CHANNELS:
+        shapes = [(1, channels, height, width), (1, 1, height // GUIDE_STRIDE, width // GUIDE_STRIDE),
+                  (channels + 1, channels + 1), (channels + 1,), (channels + 1,), (1,),
+                  (channels, channels)]
+        args = [(torch.randn(s, generator=gen) / (s[-1] ** 0.5 if len(s) == 2 else 1)).to(device, dtype)
+                for s in shapes]
+        # x read once, the low-res guide read once, the output written once (weights are noise).
+        min_bytes = (2 * args[0].numel() + args[1].numel()) * elt
+
+        def run(api, args=args):
+            with torch.no_grad():
+                return api.gated_conv(*args)
+
+        cases.append(OpCase(f"gated_conv C={channels}", lambda run=run: run(ops),
+                            lambda run=run: run(reference), min_bytes, 0))
+    return cases
