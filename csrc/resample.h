@@ -1,6 +1,7 @@
 // Source-index math of F.interpolate(mode="bilinear", align_corners=False) and
 // mode="nearest", written once for the CPU and CUDA kernels so both match PyTorch exactly.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -49,6 +50,36 @@ FM_HOST_DEVICE T clamp01(T v) {
 template <typename T>
 FM_HOST_DEVICE bool inside01(T v) {
   return v >= T(0) && v <= T(1);
+}
+
+// ---- ATen's CPU bilinear, bit for bit --------------------------------------------------------
+// For kernels whose result depends on the exact rounding of F.interpolate's values (an argmax of
+// upsampled scores). ATen's CPU resampling file is compiled once per CPU capability: the AVX2 and
+// AVX512 builds contract `a * b + c` into fused multiply-adds, the DEFAULT build does not
+// (measured against torch 2.13 on x86-64). `kFused` selects which of the two a kernel reproduces.
+template <bool kFused, typename T>
+inline T multiply_add(T a, T b, T c) {
+  if constexpr (kFused) {
+    return std::fma(a, b, c);
+  } else {
+    return a * b + c;
+  }
+}
+
+// One output coordinate's taps as ATen's CPU compute_source_index_and_lambda makes them: equal
+// sizes give the identity taps (i1 == i0, lambda1 = 0); otherwise the source index is
+// max(scale * (dst + 0.5) - 0.5, 0) (one fused multiply-add in the fused builds), its floor is
+// taken through floorf even for double, and lambda1 is clamped to [0, 1].
+template <bool kFused, typename opmath_t>
+inline BilinearTap<opmath_t> aten_cpu_bilinear_tap(int64_t dst, int64_t in_size, int64_t out_size) {
+  if (in_size == out_size) return {dst, dst, opmath_t(0)};
+  const opmath_t scale = static_cast<opmath_t>(in_size) / static_cast<opmath_t>(out_size);
+  opmath_t src = multiply_add<kFused>(scale, static_cast<opmath_t>(dst) + opmath_t(0.5), opmath_t(-0.5));
+  src = src < opmath_t(0) ? opmath_t(0) : src;
+  const int64_t i0 = std::min<int64_t>(static_cast<int64_t>(floorf(src)), in_size - 1);
+  const opmath_t lambda1 =
+      std::min(std::max(src - static_cast<opmath_t>(i0), opmath_t(0)), opmath_t(1));
+  return {i0, i0 + (i0 < in_size - 1 ? 1 : 0), lambda1};
 }
 
 }  // namespace fastmatte

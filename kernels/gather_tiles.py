@@ -6,15 +6,7 @@ import torch
 import triton
 import triton.language as tl
 
-
-@triton.jit
-def _bilinear_tap(dst, scale, in_size):
-    """F.interpolate(align_corners=False) taps of full-resolution coordinates dst (int):
-    source = max(scale * (dst + 0.5) - 0.5, 0) in fp32, i1 = i0 + 1 except at the last cell."""
-    src = tl.maximum(scale * (dst.to(tl.float32) + 0.5) - 0.5, 0.0)
-    i0 = src.to(tl.int32)  # truncation is floor: src >= 0
-    i1 = tl.where(i0 < in_size - 1, i0 + 1, i0)
-    return i0, i1, src - i0.to(tl.float32)
+from fastmatte.kernels.resample import bilinear_sample, bilinear_tap
 
 
 @triton.jit
@@ -44,17 +36,14 @@ def _gather_tiles_forward_kernel(
         v = tl.load(image + (b * C + c) * H * W + pixel, mask=load_mask, other=0.0)
         tl.store(out_row + c * size * size, v, mask=inside)
 
-    y0, y1, ly = _bilinear_tap(y, scale_y, h)
-    x0, x1, lx = _bilinear_tap(x, scale_x, w)
+    # Taps in fp32 (the scale arrives as fp32), blended in ACC.
+    y0, y1, ly = bilinear_tap(y, scale_y, h, tl.float32)
+    x0, x1, lx = bilinear_tap(x, scale_x, w, tl.float32)
     ly = ly.to(ACC)
     lx = lx.to(ACC)
     for c in range(Cc):
         plane = coarse + (b * Cc + c) * h * w
-        v00 = tl.load(plane + y0 * w + x0, mask=load_mask, other=0.0).to(ACC)
-        v01 = tl.load(plane + y0 * w + x1, mask=load_mask, other=0.0).to(ACC)
-        v10 = tl.load(plane + y1 * w + x0, mask=load_mask, other=0.0).to(ACC)
-        v11 = tl.load(plane + y1 * w + x1, mask=load_mask, other=0.0).to(ACC)
-        v = (1.0 - ly) * ((1.0 - lx) * v00 + lx * v01) + ly * ((1.0 - lx) * v10 + lx * v11)
+        v = bilinear_sample(plane, y0, y1, ly, x0, x1, lx, w, load_mask, ACC)
         tl.store(out_row + (C + c) * size * size, v.to(out.dtype.element_ty), mask=inside)
 
 

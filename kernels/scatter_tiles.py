@@ -8,6 +8,8 @@ import torch
 import triton
 import triton.language as tl
 
+from fastmatte.kernels.resample import bilinear_sample, bilinear_tap
+
 
 def _configs():
     # The interpreter (TRITON_INTERPRET=1, tests on CPU) runs one config: autotuning it would
@@ -16,17 +18,6 @@ def _configs():
         return [triton.Config({"BLOCK_H": 16, "BLOCK_W": 64}, num_warps=4)]
     shapes = [(1, 256, 2), (2, 256, 4), (4, 128, 4), (4, 256, 8), (8, 128, 8), (16, 64, 4)]
     return [triton.Config({"BLOCK_H": bh, "BLOCK_W": bw}, num_warps=nw) for bh, bw, nw in shapes]
-
-
-@triton.jit
-def _bilinear_tap(dst, in_size, T: tl.constexpr, OPMATH: tl.constexpr):
-    # F.interpolate's scale in_size / (in_size * T), computed by PyTorch in OPMATH, is 1/T
-    # correctly rounded to OPMATH; the constant is built directly in OPMATH (no float32 detour).
-    scale = tl.full([], 1.0 / T, OPMATH)
-    src = tl.maximum(scale * (dst.to(OPMATH) + 0.5) - 0.5, 0.0)
-    i0 = src.to(tl.int32)  # truncation == floor, src >= 0
-    i1 = tl.where(i0 < in_size - 1, i0 + 1, i0)
-    return i0, i1, src - i0.to(OPMATH)
 
 
 @triton.jit
@@ -63,15 +54,12 @@ def _scatter_tiles_kernel(coarse_ptr, refined_ptr, tile_map_ptr, count_ptr, alph
     plane = coarse_ptr + bc.to(tl.int64) * h * w
     coarse_mask = inside & ~selected
     if BILINEAR:
-        y0, y1, ly = _bilinear_tap(y, h, T, OPMATH)
-        x0, x1, lx = _bilinear_tap(x, w, T, OPMATH)
-        c00 = tl.load(plane + y0 * w + x0, mask=coarse_mask, other=0.0).to(OPMATH)
-        c01 = tl.load(plane + y0 * w + x1, mask=coarse_mask, other=0.0).to(OPMATH)
-        c10 = tl.load(plane + y1 * w + x0, mask=coarse_mask, other=0.0).to(OPMATH)
-        c11 = tl.load(plane + y1 * w + x1, mask=coarse_mask, other=0.0).to(OPMATH)
-        top = (1.0 - lx) * c00 + lx * c01
-        bottom = (1.0 - lx) * c10 + lx * c11
-        up = (1.0 - ly) * top + ly * bottom
+        # F.interpolate's scale in_size / (in_size * T), computed by PyTorch in OPMATH, is 1/T
+        # correctly rounded to OPMATH; the constant is built directly in OPMATH.
+        scale = tl.full([], 1.0 / T, OPMATH)
+        y0, y1, ly = bilinear_tap(y, scale, h, OPMATH)
+        x0, x1, lx = bilinear_tap(x, scale, w, OPMATH)
+        up = bilinear_sample(plane, y0, y1, ly, x0, x1, lx, w, coarse_mask, OPMATH)
     else:
         src = plane + _nearest_index(y, h, T) * w + _nearest_index(x, w, T)
         up = tl.load(src, mask=coarse_mask, other=0.0).to(OPMATH)

@@ -9,27 +9,11 @@
 #include <numeric>
 #include <vector>
 
+#include "argmax.h"
 #include "select_tiles.h"
 
 namespace fastmatte {
 namespace {
-
-// torch.argmax semantics: the first maximum wins, and a NaN counts as the maximum.
-// Compares in the input's own precision (double for double), as torch.argmax does.
-template <typename scalar_t>
-int64_t argmax_class(const scalar_t* v, int64_t classes, int64_t stride) {
-  using opmath_t = at::opmath_type<scalar_t>;
-  int64_t best = 0;
-  opmath_t best_v = static_cast<opmath_t>(v[0]);
-  for (int64_t k = 1; k < classes && !std::isnan(best_v); ++k) {
-    const opmath_t x = static_cast<opmath_t>(v[k * stride]);
-    if (std::isnan(x) || x > best_v) {
-      best = k;
-      best_v = x;
-    }
-  }
-  return best;
-}
 
 // Strict "ranks before" for the capacity cut: higher score first (NaN highest), then raster order.
 bool ranks_before(float sa, int64_t a, float sb, int64_t b) {

@@ -6,6 +6,7 @@ from fastmatte.ops.knn_attention import knn_attention
 from fastmatte.ops.knn_tiles import knn_tiles
 from fastmatte.ops.scatter_tiles import scatter_tiles
 from fastmatte.ops.select_tiles import TileSelection, select_tiles
+from fastmatte.ops.trimap_fusion import trimap_fusion
 
 __all__ = ["TileSelection", "gated_conv", "gather_tiles", "group_attention", "knn_attention", "knn_tiles",
-           "scatter_tiles", "select_tiles"]
+           "scatter_tiles", "select_tiles", "trimap_fusion"]

@@ -8,6 +8,7 @@ from fastmatte.reference.knn_tiles import knn_tiles
 from fastmatte.reference.relative_position import relative_position_index
 from fastmatte.reference.scatter_tiles import scatter_tiles
 from fastmatte.reference.select_tiles import select_tiles
+from fastmatte.reference.trimap_fusion import trimap_fusion
 
 __all__ = ["gated_conv", "gather_tiles", "group_attention", "knn_attention", "knn_tiles", "relative_position_index",
-           "scatter_tiles", "select_tiles"]
+           "scatter_tiles", "select_tiles", "trimap_fusion"]
