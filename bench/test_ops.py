@@ -1,5 +1,6 @@
 """The operators at HD and 4K vs eager PyTorch: tile select/gather/scatter, cross-region
-attention (knn_tiles, both attention blocks, forward and forward+backward) and the gated conv.
+attention (knn_tiles, both attention blocks, forward and forward+backward), the gated conv and
+the semantic-detail fusion.
 
 Run with `python -m pytest bench -k hd` (CPU always, CUDA where present). Each group holds
 fastmatte and the eager reference of one case at one resolution, so pytest-benchmark's table
@@ -13,6 +14,7 @@ from fastmatte.benchmark import synchronize
 from fastmatte.benchmark_attention import attention_cases
 from fastmatte.benchmark_gated_conv import gated_conv_cases
 from fastmatte.benchmark_tiles import tile_op_cases
+from fastmatte.benchmark_trimap_fusion import CASES as FUSION_CASES, trimap_fusion_cases
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 CASES = {
@@ -20,8 +22,10 @@ CASES = {
     "attention": ["knn_tiles", "knn_attention", "group_attention", "knn+knn_attention",
                   "knn+both blocks fwd", "knn+both blocks fwd+bwd"],
     "gated_conv": ["gated_conv C=8", "gated_conv C=16", "gated_conv C=32"],
+    "trimap_fusion": [case[0] for case in FUSION_CASES],
 }
-BUILDERS = {"tiles": tile_op_cases, "attention": attention_cases, "gated_conv": gated_conv_cases}
+BUILDERS = {"tiles": tile_op_cases, "attention": attention_cases, "gated_conv": gated_conv_cases,
+            "trimap_fusion": trimap_fusion_cases}
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,7 +1,9 @@
 // torch.argmax over a few classes, shared by the CPU kernels that classify trimaps.
 #pragma once
 #include <ATen/OpMathType.h>
+#include <c10/macros/Macros.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -22,6 +24,17 @@ int64_t argmax_class(const scalar_t* v, int64_t classes, int64_t stride) {
     }
   }
   return best;
+}
+
+// argmax_class of three scores already in opmath, in arithmetic instead of branches or nested
+// selects so that loops over a row of pixels vectorize. Same semantics: the first maximum wins,
+// and the first NaN wins over everything.
+template <typename T>
+C10_ALWAYS_INLINE uint8_t argmax3(T v0, T v1, T v2) {
+  const int32_t take1 = v1 > v0, take2 = v2 > std::max(v0, v1);
+  const int32_t ordered = take1 + take2 * (2 - take1);
+  const int32_t nan0 = v0 != v0, nan1 = v1 != v1, nan2 = v2 != v2;
+  return static_cast<uint8_t>((1 - nan0) * (nan1 + (1 - nan1) * (2 * nan2 + (1 - nan2) * ordered)));
 }
 
 }  // namespace fastmatte

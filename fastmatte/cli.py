@@ -26,8 +26,10 @@ def cmd_bench(args) -> int:
     from fastmatte.benchmark_attention import attention_cases
     from fastmatte.benchmark_gated_conv import gated_conv_cases
     from fastmatte.benchmark_tiles import tile_op_cases
+    from fastmatte.benchmark_trimap_fusion import trimap_fusion_cases
 
-    suites = {"tiles": tile_op_cases, "attention": attention_cases, "gated_conv": gated_conv_cases}
+    suites = {"tiles": tile_op_cases, "attention": attention_cases, "gated_conv": gated_conv_cases,
+              "trimap_fusion": trimap_fusion_cases}
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = PRECISIONS[args.precision]
@@ -83,8 +85,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--res", default="hd", help="comma list of hd, 4k (default: hd)")
     b.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if present, else cpu")
     b.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32")
-    b.add_argument("--suite", default="tiles,attention,gated_conv",
-                   help="comma list of suites: tiles, attention, gated_conv (default: all)")
+    b.add_argument("--suite", default="tiles,attention,gated_conv,trimap_fusion",
+                   help="comma list of suites: tiles, attention, gated_conv, trimap_fusion (default: all)")
     b.add_argument("--ops", help="comma list of cases to time within the suites (default: all)")
     b.add_argument("--repeats", type=int, default=30, help="timed runs per figure (default 30)")
     b.add_argument("--compile", action="store_true", help="on CUDA, also time torch.compile of the reference")

@@ -140,26 +140,30 @@ class SemanticClasses {
   // classes[x] for output row `row` = plane * H + y.
   void row(int64_t row, uint8_t* classes, RowScratch<scalar_t>& scratch) const {
     const int64_t plane = row / H_, y = row % H_;
-    if (identity_) {  // no resize at all, as the reference skips F.interpolate
-      const scalar_t* first = data_ + (plane * kClasses * h_ + y) * w_;
-      for (int64_t x = 0; x < W_; ++x) classes[x] = argmax_class(first + x, kClasses, h_ * w_);
-    } else if (how_.fused) {
-      row_fused(plane, y, classes, scratch);
-    } else {
-      row_unfused(plane, y, classes, scratch);
-    }
+    how_.fused ? row_fused(plane, y, classes, scratch) : row_unfused(plane, y, classes, scratch);
   }
 
  private:
   FM_TARGET_FMA void row_fused(int64_t plane, int64_t y, uint8_t* classes,
                                RowScratch<scalar_t>& scratch) const {
-    how_.four_tap ? four_tap_row<true>(plane, y, classes, scratch.scores.data())
-                  : separable_row<true>(plane, y, classes, scratch);
+    any_row<true>(plane, y, classes, scratch);
   }
 
   void row_unfused(int64_t plane, int64_t y, uint8_t* classes, RowScratch<scalar_t>& scratch) const {
-    how_.four_tap ? four_tap_row<false>(plane, y, classes, scratch.scores.data())
-                  : separable_row<false>(plane, y, classes, scratch);
+    any_row<false>(plane, y, classes, scratch);
+  }
+
+  template <bool kFused>
+  C10_ALWAYS_INLINE void any_row(int64_t plane, int64_t y, uint8_t* classes,
+                                 RowScratch<scalar_t>& scratch) const {
+    if (identity_) {  // no resize at all, as the reference skips F.interpolate
+      const scalar_t* s0 = data_ + (plane * kClasses * h_ + y) * w_;
+      classes_of(s0, s0 + h_ * w_, s0 + 2 * h_ * w_, classes);
+    } else if (how_.four_tap) {
+      four_tap_row<kFused>(plane, y, classes, scratch.scores.data());
+    } else {
+      separable_row<kFused>(plane, y, classes, scratch);
+    }
   }
 
   const scalar_t* source_row(int64_t plane, int64_t c, int64_t i) const {
@@ -179,7 +183,16 @@ class SemanticClasses {
     scalar_t* scores = scratch.scores.data();
     for (int64_t i = 0; i < kClasses * W_; ++i)
       scores[i] = static_cast<scalar_t>(multiply_add<kFused>(t0[i], w0, t1[i] * w1));
-    for (int64_t x = 0; x < W_; ++x) classes[x] = argmax_class(scores + x, kClasses, W_);
+    classes_of(scores, scores + W_, scores + 2 * W_, classes);
+  }
+
+  // classes[x] = argmax over (s0[x], s1[x], s2[x]) for the row.
+  C10_ALWAYS_INLINE void classes_of(const scalar_t* s0, const scalar_t* s1, const scalar_t* s2,
+                                    uint8_t* classes) const {
+    const int64_t W = W_;  // a local bound: uint8_t stores could alias the member
+    for (int64_t x = 0; x < W; ++x)
+      classes[x] = argmax3(static_cast<opmath_t>(s0[x]), static_cast<opmath_t>(s1[x]),
+                           static_cast<opmath_t>(s2[x]));
   }
 
   // The slot of scratch holding source row i of `plane` resampled to width W, computing it into
@@ -225,7 +238,8 @@ class SemanticClasses {
         v = multiply_add<kFused>(static_cast<opmath_t>(r1[x1]), w11, v);
         scores[c] = static_cast<scalar_t>(v);
       }
-      classes[x] = argmax_class(scores, kClasses, 1);
+      classes[x] = argmax3(static_cast<opmath_t>(scores[0]), static_cast<opmath_t>(scores[1]),
+                           static_cast<opmath_t>(scores[2]));
     }
   }
 
@@ -266,11 +280,15 @@ at::Tensor trimap_fusion_cpu(const at::Tensor& semantic, const at::Tensor& detai
     const scalar_t* d = detail.data_ptr<scalar_t>();
     scalar_t* a = alpha.data_ptr<scalar_t>();
     const scalar_t one(1), zero(0);
+    const int64_t W = s.W;
+    const uint8_t fg = fg_class, unknown = unknown_class;
     for_each_class_row(semantic, s, [&](int64_t row, const uint8_t* k) {
-      const scalar_t* d_row = d + row * s.W;
-      scalar_t* a_row = a + row * s.W;
-      for (int64_t x = 0; x < s.W; ++x)
-        a_row[x] = k[x] == unknown_class ? d_row[x] : (k[x] == fg_class ? one : zero);
+      const scalar_t* d_row = d + row * W;
+      scalar_t* a_row = a + row * W;
+      for (int64_t x = 0; x < W; ++x) {
+        const scalar_t v = d_row[x];  // read unconditionally: the loop stays branch-free
+        a_row[x] = k[x] == unknown ? v : (k[x] == fg ? one : zero);
+      }
     });
   });
   return alpha;
@@ -284,10 +302,15 @@ at::Tensor trimap_fusion_backward_cpu(const at::Tensor& grad_alpha, const at::Te
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_alpha.scalar_type(), "trimap_fusion_backward_cpu", [&] {
     const scalar_t* g = grad_alpha.data_ptr<scalar_t>();
     scalar_t* out = grad_detail.data_ptr<scalar_t>();
+    const int64_t W = s.W;
+    const uint8_t unknown = unknown_class;
     for_each_class_row(semantic, s, [&](int64_t row, const uint8_t* k) {
-      const scalar_t* g_row = g + row * s.W;
-      scalar_t* out_row = out + row * s.W;
-      for (int64_t x = 0; x < s.W; ++x) out_row[x] = k[x] == unknown_class ? g_row[x] : scalar_t(0);
+      const scalar_t* g_row = g + row * W;
+      scalar_t* out_row = out + row * W;
+      for (int64_t x = 0; x < W; ++x) {
+        const scalar_t v = g_row[x];
+        out_row[x] = k[x] == unknown ? v : scalar_t(0);
+      }
     });
   });
   return grad_detail;
