@@ -33,8 +33,12 @@ def trimap_fusion(semantic: torch.Tensor, detail: torch.Tensor, fg_class: int = 
         ``k == unknown_class``, 1 where ``k == fg_class``, else 0 (torch.where: a NaN detail
         outside the unknown region does not leak). The argmax is the reference's: the scores
         are resampled with ATen's own arithmetic and rounded to semantic's dtype, as the tensor
-        F.interpolate returns is. The low-res semantic and detail are read once and alpha
-        written once; the full-resolution semantic is never built.
+        F.interpolate returns is. On the CPU that follows ATen's CPU kernels, including their
+        choice of evaluation order (four-tap for H + W <= 128 or one torch thread, separable
+        otherwise) and of fused multiply-adds (AVX2/AVX512 builds), so a near tie can resolve
+        differently with one thread, exactly as it does in F.interpolate; the Triton kernel
+        evaluates ATen's CUDA expression. The low-res semantic and detail are read once and
+        alpha written once; the full-resolution semantic is never built.
 
     Differentiable in detail (gradient: grad_alpha in the unknown region, 0 elsewhere); the
     argmax gives semantic no gradient. The backward recomputes the classes from semantic.
@@ -116,24 +120,23 @@ def _setup_context(ctx, inputs, output):
     ctx.unknown_class = unknown_class
 
 
-def _backward(ctx, grad_alpha):
-    (semantic,) = ctx.saved_tensors
-    grad = torch.ops.fastmatte.trimap_fusion_backward(grad_alpha.contiguous(), semantic, ctx.unknown_class)
-    return None, grad, None, None
+def _backward_calling(backward_op):
+    """The autograd backward of a forward op: backward_op recomputes the classes from semantic."""
+    def backward(ctx, grad_alpha):
+        (semantic,) = ctx.saved_tensors
+        return None, backward_op(grad_alpha.contiguous(), semantic, ctx.unknown_class), None, None
 
-
-def _backward_triton(ctx, grad_alpha):
-    (semantic,) = ctx.saved_tensors
-    grad = torch.ops.fastmatte.trimap_fusion_backward_triton(grad_alpha.contiguous(), semantic,
-                                                             ctx.unknown_class)
-    return None, grad, None, None
+    return backward
 
 
 _trimap_fusion_triton.register_fake(_forward_fake)
 _trimap_fusion_backward_triton.register_fake(_backward_fake)
-torch.library.register_autograd("fastmatte::trimap_fusion_triton", _backward_triton,
+torch.library.register_autograd("fastmatte::trimap_fusion_triton",
+                                _backward_calling(torch.ops.fastmatte.trimap_fusion_backward_triton),
                                 setup_context=_setup_context)
 if HAS_C:
     torch.library.register_fake("fastmatte::trimap_fusion", _forward_fake)
     torch.library.register_fake("fastmatte::trimap_fusion_backward", _backward_fake)
-    torch.library.register_autograd("fastmatte::trimap_fusion", _backward, setup_context=_setup_context)
+    torch.library.register_autograd("fastmatte::trimap_fusion",
+                                    _backward_calling(torch.ops.fastmatte.trimap_fusion_backward),
+                                    setup_context=_setup_context)
