@@ -1,0 +1,165 @@
+"""The metric operators gradient_error and connectivity_error: every backend against the eager
+reference on larger and harder inputs than tests/test_metrics.py, opcheck, torch.compile,
+bad inputs in Python and in the kernels."""
+import pytest
+import torch
+
+from fastmatte import reference
+from fastmatte.ops import connectivity_error, gradient_error
+from fastmatte.reference.connectivity_error import largest_component
+from helpers import assert_same_bits_across_thread_counts, backend_params
+
+BACKENDS = backend_params(triton=False)
+OPS = {"gradient_error": (gradient_error, reference.gradient_error),
+       "connectivity_error": (connectivity_error, reference.connectivity_error)}
+# The interpreter is slow: keep its images small.
+SHAPES = {"cpu": [(1, 1, 1), (2, 5, 7), (3, 33, 17), (1, 96, 130)], "triton": [(1, 1, 1), (2, 5, 7), (2, 19, 33)]}
+
+
+def mattes(shape, dtype, device, seed=0):
+    """pred, gt, mask: gt with soft blobs, pred a noisy, partly quantized copy (threshold ties,
+    many small equal components), mask ~70% of pixels."""
+    gen = torch.Generator().manual_seed(seed)
+    B, H, W = shape
+    y = torch.linspace(-1, 1, H)[:, None]
+    x = torch.linspace(-1, 1, W)[None, :]
+    gt = ((1.2 - (x * x + y * y).sqrt() * 1.5) * 2 + 0.3 * torch.randn(B, H, W, generator=gen)).clamp(0, 1)
+    pred = (gt + 0.25 * torch.randn(B, H, W, generator=gen)).clamp(0, 1)
+    ties = torch.rand(B, H, W, generator=gen) < 0.3
+    pred = torch.where(ties, (pred * 5).round() / 5, pred)
+    gt = (gt * 255).round() / 255
+    mask = torch.rand(B, H, W, generator=gen) < 0.7
+    return pred.to(device, dtype), gt.to(device, dtype), mask.to(device)
+
+
+def tolerance(name, dtype):
+    if dtype == torch.float64:
+        return dict(rtol=1e-10, atol=1e-14)
+    # float32 filtering: the reference's conv2d sums taps in another order
+    return dict(rtol=1e-5, atol=1e-9) if name == "gradient_error" else dict(rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("device,backend", BACKENDS)
+@pytest.mark.parametrize("name", list(OPS))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_matches_reference(device, backend, name, dtype, with_mask):
+    op, ref = OPS[name]
+    for i, shape in enumerate(SHAPES["triton" if backend == "triton" else "cpu"]):
+        pred, gt, mask = mattes(shape, dtype, device, seed=i)
+        mask = mask if with_mask else None
+        got = op(pred, gt, mask, backend=backend)
+        assert got.dtype == torch.float64 and got.shape == (shape[0],) and got.device == pred.device
+        torch.testing.assert_close(got.cpu(), ref(pred, gt, mask).cpu(), **tolerance(name, dtype))
+
+
+@pytest.mark.parametrize("device,backend", BACKENDS)
+def test_conn_many_equal_components(device, backend):
+    # A checkerboard of 2x2 blocks (4-connectivity keeps them apart): at every threshold all
+    # the blocks that pass are equally large, so the column-major tie-break alone picks Omega,
+    # and the blocks' different pred values make the pick visible in the error.
+    H, W = (11, 18) if backend == "triton" else (41, 62)
+    y, x = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
+    on = ((y // 2) + (x // 2)) % 2 == 0
+    levels = torch.tensor([0.5, 0.7, 0.9, 1.0])[torch.randint(0, 4, ((H + 1) // 2, (W + 1) // 2))]
+    gt = torch.where(on, 1.0, 0.0)
+    pred = torch.where(on, levels[y // 2, x // 2], 0.0)
+    for p, g in ((pred, gt), (pred.T, gt.T)):
+        args = (p[None].contiguous().to(device), g[None].contiguous().to(device), None)
+        torch.testing.assert_close(connectivity_error(*args, backend=backend).cpu(),
+                                   reference.connectivity_error(*args).cpu(), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("device,backend", BACKENDS)
+@pytest.mark.parametrize("name", list(OPS))
+def test_empty_batch_and_images(device, backend, name):
+    op, _ = OPS[name]
+    for shape in [(0, 4, 5), (3, 0, 5), (2, 4, 0)]:
+        out = op(torch.zeros(shape, device=device), torch.zeros(shape, device=device), backend=backend)
+        assert out.shape == (shape[0],) and (out == 0).all()
+
+
+@pytest.mark.parametrize("device,backend", BACKENDS)
+def test_nan(device, backend):
+    pred, gt, mask = mattes((2, 9, 11), torch.float32, device)
+    pred[1, 4, 5] = float("nan")
+    mask[1, 4, 5] = False
+    grad = gradient_error(pred, gt, mask, backend=backend).cpu()
+    assert not grad[0].isnan() and grad[1].isnan()
+    conn = connectivity_error(pred, gt, mask, backend=backend).cpu()
+    torch.testing.assert_close(conn, reference.connectivity_error(pred, gt, mask).cpu())
+    assert not conn.isnan().any()  # the NaN pixel is not counted
+    assert connectivity_error(pred, gt, None, backend=backend).cpu()[1].isnan()
+
+
+@pytest.mark.parametrize("name", list(OPS))
+def test_same_bits_for_any_thread_count(name):
+    pred, gt, mask = mattes((3, 150, 70), torch.float32, "cpu")
+    op, _ = OPS[name]
+    assert_same_bits_across_thread_counts(lambda: (op(pred, gt, mask, backend="cpu"),))
+
+
+@pytest.mark.parametrize("device,backend", [p for p in BACKENDS if p.id in ("cpu", "cuda")])
+@pytest.mark.parametrize("name", list(OPS))
+def test_opcheck(device, backend, name):
+    pred, gt, mask = mattes((2, 11, 14), torch.float32, device)
+    op = getattr(torch.ops.fastmatte, name).default
+    torch.library.opcheck(op, (pred, gt, mask))
+    torch.library.opcheck(op, (pred, gt, None))
+
+
+@pytest.mark.parametrize("name", list(OPS))
+def test_torch_compile(name):
+    op, ref = OPS[name]
+    pred, gt, mask = mattes((2, 13, 10), torch.float32, "cpu")
+    compiled = torch.compile(lambda p, g, m: op(p, g, m) * 2, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(pred, gt, mask), 2 * ref(pred, gt, mask), **tolerance(name, torch.float32))
+
+
+@pytest.mark.parametrize("name", list(OPS))
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        ((torch.zeros(4, 5), torch.zeros(4, 5)), r"pred must be 3-D \[B, H, W\], got \[4, 5\]"),
+        ((torch.zeros(1, 4, 5, dtype=torch.float16), torch.zeros(1, 4, 5, dtype=torch.float16)),
+         "pred must be float32 or float64, got torch.float16"),
+        ((torch.zeros(1, 4, 5), torch.zeros(1, 4, 5, dtype=torch.float64)), "gt must be torch.float32"),
+        ((torch.zeros(1, 4, 5), torch.zeros(1, 5, 4)), r"gt must have pred's size \[1, 4, 5\], got \[1, 5, 4\]"),
+        ((torch.zeros(1, 4, 5), torch.zeros(1, 4, 5), torch.zeros(1, 4, 5)), "mask must be torch.bool"),
+        ((torch.zeros(1, 4, 5), torch.zeros(1, 4, 5), torch.zeros(1, 4, 4, dtype=torch.bool)), "mask must have pred's size"),
+    ],
+)
+def test_bad_inputs(name, args, message):
+    op, _ = OPS[name]
+    with pytest.raises(ValueError, match=f"fastmatte.{name}: {message}"):
+        op(*args)
+
+
+@pytest.mark.parametrize("name", list(OPS))
+def test_kernel_checks(name):
+    op = getattr(torch.ops.fastmatte, name)
+    with pytest.raises(RuntimeError, match=f"fastmatte.{name}: pred must be contiguous"):
+        op(torch.zeros(1, 5, 4).transpose(1, 2), torch.zeros(1, 4, 5))
+    with pytest.raises(RuntimeError, match=f"fastmatte.{name}: gt must have pred's size"):
+        op(torch.zeros(1, 4, 5), torch.zeros(1, 4, 6))
+    with pytest.raises(RuntimeError, match=f"fastmatte.{name}: mask must be Bool"):
+        op(torch.zeros(1, 4, 5), torch.zeros(1, 4, 5), torch.zeros(1, 4, 5))
+    with pytest.raises(RuntimeError, match=f"fastmatte.{name}: pred must be float32 or float64"):
+        op(torch.zeros(1, 4, 5, dtype=torch.uint8), torch.zeros(1, 4, 5, dtype=torch.uint8))
+
+
+@pytest.mark.parametrize("name", list(OPS))
+def test_non_contiguous_inputs_are_copied(name):
+    op, ref = OPS[name]
+    pred, gt, mask = mattes((2, 12, 9), torch.float64, "cpu")
+    pred_t, gt_t, mask_t = (t.transpose(1, 2) for t in (pred, gt, mask))
+    torch.testing.assert_close(op(pred_t, gt_t, mask_t), ref(pred_t.contiguous(), gt_t.contiguous(), mask_t.contiguous()))
+
+
+def test_reference_tie_break_is_column_major():
+    # The reference labels the transposed mask to number components in column-major order;
+    # check it on a mask whose row-major and column-major first pixels differ.
+    mask = torch.zeros(3, 3, dtype=torch.bool)
+    mask[0, 2] = mask[2, 0] = True
+    assert largest_component(mask).nonzero().tolist() == [[2, 0]]
+    assert not largest_component(torch.zeros(2, 2, dtype=torch.bool)).any()
