@@ -9,7 +9,7 @@ from fastmatte.ops import connectivity_error, gradient_error
 from fastmatte.reference.connectivity_error import largest_component
 from helpers import assert_same_bits_across_thread_counts, backend_params
 
-BACKENDS = backend_params(triton=False)
+BACKENDS = backend_params(triton=True)
 OPS = {"gradient_error": (gradient_error, reference.gradient_error),
        "connectivity_error": (connectivity_error, reference.connectivity_error)}
 # The interpreter is slow: keep its images small.
@@ -71,6 +71,23 @@ def test_conn_many_equal_components(device, backend):
 
 
 @pytest.mark.parametrize("device,backend", BACKENDS)
+def test_conn_tie_for_largest_component(device, backend):
+    # Two equally large blobs, top-right (first in row-major order) and bottom-left (first in
+    # column-major order, MATLAB's pick): only the picked one is Omega_1, and with different
+    # pred values inside the blobs the pick changes the error.
+    H, W = (9, 14) if backend == "triton" else (30, 41)
+    gen = torch.Generator().manual_seed(0)
+    gt = torch.zeros(H, W)
+    gt[:3, -5:] = 1
+    gt[-3:, :5] = 1
+    pred = torch.where(gt > 0, 0.5 + 0.5 * torch.rand(H, W, generator=gen), 0.0)
+    for p, g in ((pred, gt), (pred.T, gt.T)):
+        args = (p[None].contiguous().to(device), g[None].contiguous().to(device), None)
+        torch.testing.assert_close(connectivity_error(*args, backend=backend).cpu(),
+                                   reference.connectivity_error(*args).cpu(), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("device,backend", BACKENDS)
 @pytest.mark.parametrize("name", list(OPS))
 def test_empty_batch_and_images(device, backend, name):
     op, _ = OPS[name]
@@ -106,6 +123,15 @@ def test_opcheck(device, backend, name):
     op = getattr(torch.ops.fastmatte, name).default
     torch.library.opcheck(op, (pred, gt, mask))
     torch.library.opcheck(op, (pred, gt, None))
+
+
+@pytest.mark.parametrize("name", list(OPS))
+def test_opcheck_triton_op(name):
+    pytest.importorskip("triton")
+    pred, gt, mask = mattes((1, 6, 9), torch.float32, "cuda" if torch.cuda.is_available() else "cpu")
+    # The interpreter runs on CPU tensors; opcheck's schema and fake checks hold either way.
+    torch.library.opcheck(getattr(torch.ops.fastmatte, f"{name}_triton").default, (pred, gt, mask),
+                          test_utils=("test_schema", "test_faketensor"))
 
 
 @pytest.mark.parametrize("name", list(OPS))

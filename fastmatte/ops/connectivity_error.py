@@ -7,7 +7,7 @@ from fastmatte.ops._backend import OpBackends
 from fastmatte.ops._checks import check_metric_inputs
 from fastmatte.ops.gradient_error import _per_image_fake
 
-BACKENDS = OpBackends("connectivity_error")
+BACKENDS = OpBackends("connectivity_error", triton=True)
 
 
 def connectivity_error(pred: torch.Tensor, gt: torch.Tensor, mask=None, *, backend=None) -> torch.Tensor:
@@ -17,7 +17,7 @@ def connectivity_error(pred: torch.Tensor, gt: torch.Tensor, mask=None, *, backe
     Args:
         pred, gt: [B, H, W] float32 or float64 mattes (0..1), one dtype and device.
         mask: [B, H, W] bool, the pixels summed (DIM: trimap == 128), or None for every pixel.
-        backend: None (fastest here), "cpu" or "torch" (the reference).
+        backend: None (fastest here), "cpu", "triton" or "torch" (the reference).
 
     Returns:
         [B] float64. With thresholds t_k = k/10 (k = 0..10) correctly rounded in the input's
@@ -38,8 +38,21 @@ def connectivity_error(pred: torch.Tensor, gt: torch.Tensor, mask=None, *, backe
     choice = BACKENDS.resolve(pred.device, backend)
     if choice == "torch":
         return reference.connectivity_error(*args)
+    if choice == "triton":
+        return torch.ops.fastmatte.connectivity_error_triton(*args)
     return torch.ops.fastmatte.connectivity_error(*args)
 
 
+@torch.library.custom_op("fastmatte::connectivity_error_triton", mutates_args=())
+def _connectivity_error_triton(pred: torch.Tensor, gt: torch.Tensor,
+                               mask: torch.Tensor | None = None) -> torch.Tensor:
+    """fastmatte::connectivity_error with the Triton kernels (same arguments and semantics)."""
+    check_metric_inputs("connectivity_error", pred, gt, mask)  # called directly too
+    from fastmatte.kernels.connectivity_error import connectivity_error_forward  # after TRITON_INTERPRET
+
+    return connectivity_error_forward(pred, gt, mask)
+
+
+_connectivity_error_triton.register_fake(_per_image_fake)
 if HAS_C:
     torch.library.register_fake("fastmatte::connectivity_error", _per_image_fake)

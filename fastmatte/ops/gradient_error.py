@@ -6,7 +6,7 @@ from fastmatte._extension import HAS_C
 from fastmatte.ops._backend import OpBackends
 from fastmatte.ops._checks import check_metric_inputs
 
-BACKENDS = OpBackends("gradient_error")
+BACKENDS = OpBackends("gradient_error", triton=True)
 
 
 def gradient_error(pred: torch.Tensor, gt: torch.Tensor, mask=None, *, backend=None) -> torch.Tensor:
@@ -16,7 +16,7 @@ def gradient_error(pred: torch.Tensor, gt: torch.Tensor, mask=None, *, backend=N
     Args:
         pred, gt: [B, H, W] float32 or float64 mattes (0..1), one dtype and device.
         mask: [B, H, W] bool, the pixels summed (DIM: trimap == 128), or None for every pixel.
-        backend: None (fastest here), "cpu" or "torch" (the reference).
+        backend: None (fastest here), "cpu", "triton" or "torch" (the reference).
 
     Returns:
         [B] float64: for each image, both mattes min-max stretched (mat2gray; a constant image
@@ -30,12 +30,25 @@ def gradient_error(pred: torch.Tensor, gt: torch.Tensor, mask=None, *, backend=N
     choice = BACKENDS.resolve(pred.device, backend)
     if choice == "torch":
         return reference.gradient_error(*args)
+    if choice == "triton":
+        return torch.ops.fastmatte.gradient_error_triton(*args)
     return torch.ops.fastmatte.gradient_error(*args)
+
+
+@torch.library.custom_op("fastmatte::gradient_error_triton", mutates_args=())
+def _gradient_error_triton(pred: torch.Tensor, gt: torch.Tensor,
+                           mask: torch.Tensor | None = None) -> torch.Tensor:
+    """fastmatte::gradient_error with the Triton kernels (same arguments and semantics)."""
+    check_metric_inputs("gradient_error", pred, gt, mask)  # called directly too
+    from fastmatte.kernels.gradient_error import gradient_error_forward  # after TRITON_INTERPRET
+
+    return gradient_error_forward(pred, gt, mask)
 
 
 def _per_image_fake(pred, gt, mask=None):
     return pred.new_empty((pred.shape[0],), dtype=torch.float64)
 
 
+_gradient_error_triton.register_fake(_per_image_fake)
 if HAS_C:
     torch.library.register_fake("fastmatte::gradient_error", _per_image_fake)
