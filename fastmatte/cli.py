@@ -26,9 +26,11 @@ def cmd_bench(args) -> int:
     from fastmatte.benchmark import PRECISIONS, RESOLUTIONS, device_name, git_commit, median_ms
     from fastmatte.benchmark_attention import attention_cases
     from fastmatte.benchmark_gated_conv import gated_conv_cases
+    from fastmatte.benchmark_metrics import metric_cases
     from fastmatte.benchmark_tiles import tile_op_cases
 
-    suites = {"tiles": tile_op_cases, "attention": attention_cases, "gated_conv": gated_conv_cases}
+    suites = {"tiles": tile_op_cases, "attention": attention_cases, "gated_conv": gated_conv_cases,
+              "metrics": metric_cases}
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = PRECISIONS[args.precision]
@@ -48,6 +50,9 @@ def cmd_bench(args) -> int:
     records = []
     print(f"device: {common['device']}   torch {common['torch']}   precision {args.precision}   "
           f"median of {args.repeats} runs (at least 5 within 10 s), synchronized")
+    if "metrics" in args.suite.split(","):
+        print("metrics suite: uint8 inputs (precision unused); its 'eager' column is a NumPy/SciPy "
+              "implementation on the CPU")
     print(f"{'op':26s} {'res':4s} {'tiles':>6s} {'fastmatte ms':>13s} {'eager ms':>10s} {'speedup':>8s} "
           f"{'GB/s':>8s}")
     cases = ((res, case) for res in resolutions for suite in args.suite.split(",")
@@ -138,7 +143,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if present, else cpu")
     b.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32")
     b.add_argument("--suite", default="tiles,attention,gated_conv",
-                   help="comma list of suites: tiles, attention, gated_conv (default: all)")
+                   help="comma list of suites: tiles, attention, gated_conv, metrics (default: all but metrics)")
     b.add_argument("--ops", help="comma list of cases to time within the suites (default: all)")
     b.add_argument("--repeats", type=int, default=30, help="timed runs per figure (default 30)")
     b.add_argument("--compile", action="store_true", help="on CUDA, also time torch.compile of the reference")

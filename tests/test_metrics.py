@@ -283,3 +283,14 @@ def test_empty_images():
             assert out.shape == (0,)
             zero_area = getattr(metrics, name)(np.zeros((2, 0, 5)), np.zeros((2, 0, 5)))
             assert zero_area.shape == (2,)
+
+
+def test_benchmark_baseline_computes_the_same_metrics():
+    # fastmatte bench times the metrics against NumPy/SciPy code: it must compute the same values.
+    from fastmatte import benchmark_metrics as bm
+
+    pred, gt, trimap = bm.portrait_mattes(120, 200)
+    assert (trimap == 128).mean() > 0.02
+    for ours, theirs in ((metrics.sad, bm.numpy_sad), (metrics.mse, bm.numpy_mse),
+                         (metrics.grad_error, bm.numpy_grad), (metrics.conn_error, bm.numpy_conn)):
+        assert ours(pred, gt, trimap) == pytest.approx(theirs(pred, gt, trimap), rel=1e-4)

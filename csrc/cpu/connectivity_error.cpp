@@ -18,13 +18,14 @@
 //     value of its widest path to q, which a flood fill from q with a bucket queue finds.
 //  4. l = t_{j-1}; phi = 1 - d * (d >= theta) with d = alpha - l; the masked sum of
 //     |phi_pred - phi_gt| / 1000, in the input's precision and summed in double.
-// Every image is an independent task; the result does not depend on the number of threads.
+// The result does not depend on the number of threads.
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <memory>
 #include <vector>
 
 #include "matting_metrics.h"
@@ -33,6 +34,7 @@ namespace fastmatte {
 namespace {
 
 constexpr int kLevels = 10;
+constexpr int64_t kChunk = 1 << 16;  // pixels per task of the per-pixel passes
 
 // t_k = k / 10 correctly rounded in T, so a value equal to a threshold passes it; theta = 0.15.
 template <typename T>
@@ -42,18 +44,17 @@ struct Thresholds {
   Thresholds() {
     for (int k = 0; k <= kLevels; ++k) t[k] = static_cast<T>(k) / static_cast<T>(kLevels);
   }
-  uint8_t level(T x) const {  // NaN reaches no threshold
-    uint8_t n = 0;
-    for (int k = 1; k <= kLevels; ++k) n += x >= t[k];
-    return n;
-  }
 };
 
 // Union-find over row-major pixel indices (union by size, path halving) that tracks the largest
 // component: larger size wins, then the smaller first column-major index.
 class Components {
  public:
-  explicit Components(int64_t n) : parent_(n), size_(n), first_(n) {}
+  // Entries are written by add() before any use: left uninitialized, not zeroed.
+  explicit Components(int64_t n)
+      : parent_(std::make_unique_for_overwrite<int32_t[]>(n)),
+        size_(std::make_unique_for_overwrite<int32_t[]>(n)),
+        first_(std::make_unique_for_overwrite<int32_t[]>(n)) {}
 
   void add(int32_t p, int32_t column_major) {
     parent_[p] = p;
@@ -92,7 +93,7 @@ class Components {
     }
   }
 
-  std::vector<int32_t> parent_, size_, first_;
+  std::unique_ptr<int32_t[]> parent_, size_, first_;
   int32_t best_ = -1, best_size_ = 0, best_first_ = 0;
 };
 
@@ -138,18 +139,26 @@ template <typename T>
 double image_error(const T* pred, const T* gt, const bool* mask, int64_t H, int64_t W,
                    const Thresholds<T>& th) {
   const int64_t N = H * W;
-  // 1. Levels, and the pixels grouped by level (counting sort; level 0 is never added).
+  // 1. Levels, then the pixels of level >= 1 grouped by level (counting sort).
   std::vector<uint8_t> level(N);
+  at::parallel_for(0, N, kChunk, [&](int64_t from, int64_t to) {
+    for (int64_t p = from; p < to; ++p) {
+      // Both reach t iff the smaller does; a NaN in either reaches nothing.
+      const T a = pred[p] < gt[p] ? pred[p] : gt[p];
+      int n = 0;
+      for (int k = 1; k <= kLevels; ++k) n += a >= th.t[k];
+      level[p] = std::isnan(pred[p]) || std::isnan(gt[p]) ? 0 : static_cast<uint8_t>(n);
+    }
+  });
   std::array<int64_t, kLevels + 2> begin{};
-  for (int64_t p = 0; p < N; ++p) {
-    level[p] = std::min(th.level(pred[p]), th.level(gt[p]));
-    ++begin[level[p] + 1];
-  }
+  for (int64_t p = 0; p < N; ++p) ++begin[level[p] + 1];
   for (int k = 1; k <= kLevels + 1; ++k) begin[k] += begin[k - 1];
-  std::vector<int32_t> order(N);
-  std::array<int64_t, kLevels + 1> fill{};
-  std::copy(begin.begin(), begin.end() - 1, fill.begin());
-  for (int64_t p = 0; p < N; ++p) order[fill[level[p]]++] = static_cast<int32_t>(p);
+  const int64_t unreached = begin[1];  // level-0 pixels are never added
+  for (int k = 1; k <= kLevels + 1; ++k) begin[k] -= unreached;
+  std::vector<int32_t> order(begin[kLevels + 1]);
+  std::array<int64_t, kLevels + 2> fill = begin;
+  for (int64_t p = 0; p < N; ++p)
+    if (level[p] > 0) order[fill[level[p]]++] = static_cast<int32_t>(p);
 
   // 2. Omega_k (one of its pixels, -1 if the k-th mask is empty) and whether Omega_k ⊆ Omega_{k-1}.
   Components components(N);
@@ -177,16 +186,25 @@ double image_error(const T* pred, const T* gt, const bool* mask, int64_t H, int6
   while (K < kLevels && omega[K + 1] >= 0 && (K == 0 || nested[K + 1])) ++K;
   const std::vector<uint8_t> reach = leave_levels(level, H, W, K > 0 ? omega[K] : -1, K);
 
-  // 4. phi and the sum over the mask.
+  // 4. phi and the sum over the mask: partial sums over fixed chunks, added in order, so the
+  // result does not depend on the number of threads.
+  std::vector<double> partial((N + kChunk - 1) / kChunk, 0.0);
+  at::parallel_for(0, static_cast<int64_t>(partial.size()), 1, [&](int64_t from, int64_t to) {
+    for (int64_t c = from; c < to; ++c) {
+      double sum = 0.0;
+      for (int64_t p = c * kChunk; p < std::min(N, (c + 1) * kChunk); ++p) {
+        if (mask && !mask[p]) continue;
+        const T l = th.t[reach[p]];
+        const T d_pred = pred[p] - l, d_gt = gt[p] - l;
+        const T phi_pred = T(1) - d_pred * static_cast<T>(d_pred >= th.theta);
+        const T phi_gt = T(1) - d_gt * static_cast<T>(d_gt >= th.theta);
+        sum += static_cast<double>(std::abs(phi_pred - phi_gt));
+      }
+      partial[c] = sum;
+    }
+  });
   double sum = 0.0;
-  for (int64_t p = 0; p < N; ++p) {
-    if (mask && !mask[p]) continue;
-    const T l = th.t[reach[p]];
-    const T d_pred = pred[p] - l, d_gt = gt[p] - l;
-    const T phi_pred = T(1) - d_pred * static_cast<T>(d_pred >= th.theta);
-    const T phi_gt = T(1) - d_gt * static_cast<T>(d_gt >= th.theta);
-    sum += static_cast<double>(std::abs(phi_pred - phi_gt));
-  }
+  for (const double s : partial) sum += s;
   return sum / 1000.0;
 }
 
@@ -202,12 +220,19 @@ at::Tensor connectivity_error_cpu(const at::Tensor& pred, const at::Tensor& gt,
     const Thresholds<scalar_t> th;
     const scalar_t* p = pred.data_ptr<scalar_t>();
     const scalar_t* g = gt.data_ptr<scalar_t>();
-    at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t b = begin; b < end; ++b) {
-        const int64_t offset = b * H * W;
-        o[b] = image_error(p + offset, g + offset, mask_ptr ? mask_ptr + offset : nullptr, H, W, th);
-      }
-    });
+    auto image = [&](int64_t b) {
+      const int64_t offset = b * H * W;
+      o[b] = image_error(p + offset, g + offset, mask_ptr ? mask_ptr + offset : nullptr, H, W, th);
+    };
+    // The union-find of an image is sequential: with enough images, one task each (their
+    // per-pixel passes then run inline); otherwise the per-pixel passes are parallel.
+    if (B >= at::get_num_threads()) {
+      at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t b = begin; b < end; ++b) image(b);
+      });
+    } else {
+      for (int64_t b = 0; b < B; ++b) image(b);
+    }
   });
   return out;
 }
