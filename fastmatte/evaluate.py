@@ -34,7 +34,8 @@ def matte_files(folder: Path, problems: list) -> dict:
             by_name.setdefault(path.stem, []).append(path)
     for name, paths in list(by_name.items()):
         if len(paths) > 1:
-            problems.append(f"{folder}: {len(paths)} files named {name!r} ({', '.join(p.name for p in paths)}); skipped")
+            listed = ", ".join(p.name for p in paths)
+            problems.append(f"{folder}: {len(paths)} files named {name!r} ({listed}); skipped")
             del by_name[name]
     return {name: paths[0] for name, paths in by_name.items()}
 

@@ -156,13 +156,10 @@ def _error_kernel(pred_ptr, gt_ptr, mask_ptr, thresholds_ptr, bits_ptr, out_ptr,
     tl.atomic_add(out_ptr + b, tl.sum(tl.sum(error, axis=1), axis=0))
 
 
-def connectivity_error_forward(pred, gt, mask):
-    """Launch on validated inputs (pred, gt [B, H, W] float32/float64, mask bool or None);
-    returns [B] float64 as fastmatte.ops.connectivity_error."""
+def connectivity_error_forward(pred, gt, mask, out):
+    """Launch on validated, non-empty inputs (pred, gt [B, H, W] float32/float64, mask bool or
+    None), summing into out [B] float64 (zeros); returns fastmatte.ops.connectivity_error's value."""
     B, H, W = pred.shape
-    out = torch.zeros(B, dtype=torch.float64, device=pred.device)
-    if pred.numel() == 0:
-        return out
     device, n = pred.device, B * H * W
     # t_0..t_10 = k/10 correctly rounded in the working dtype, then theta.
     thresholds = torch.cat([torch.arange(11, dtype=pred.dtype, device=device) / 10,

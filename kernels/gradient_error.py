@@ -98,13 +98,10 @@ def _vertical_kernel(planes_ptr, mask_ptr, taps_ptr, out_ptr, B, H, W, HAS_MASK:
     tl.atomic_add(out_ptr + b, tl.sum(tl.sum(e, axis=1), axis=0))
 
 
-def gradient_error_forward(pred, gt, mask):
-    """Launch on validated inputs (pred, gt [B, H, W] float32/float64, mask bool or None);
-    returns [B] float64 as fastmatte.ops.gradient_error."""
+def gradient_error_forward(pred, gt, mask, out):
+    """Launch on validated, non-empty inputs (pred, gt [B, H, W] float32/float64, mask bool or
+    None), summing into out [B] float64 (zeros); returns fastmatte.ops.gradient_error's value."""
     B, H, W = pred.shape
-    out = torch.zeros(B, dtype=torch.float64, device=pred.device)
-    if pred.numel() == 0:
-        return out
     (pred_lo, pred_hi), (gt_lo, gt_hi) = (torch.aminmax(t.view(B, -1), dim=1) for t in (pred, gt))
     lo, hi = torch.stack([pred_lo, gt_lo]), torch.stack([pred_hi, gt_hi])  # [2, B]; NaN propagates
     taps = gaussgradient_taps(pred.dtype, pred.device)

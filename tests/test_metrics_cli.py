@@ -36,7 +36,8 @@ def folders(tmp_path):
         t[:, :5], t[:, -5:] = 0, 255
         write(trimap / f"{name}.png", t)
         if name in "ab":
-            write(pred / f"{name}.{'png' if name == 'a' else 'tif'}", np.clip(g.astype(int) + 20, 0, 255).astype(np.uint8))
+            suffix = "png" if name == "a" else "tif"
+            write(pred / f"{name}.{suffix}", np.clip(g.astype(int) + 20, 0, 255).astype(np.uint8))
     write(pred / "d.png", matte(9))
     (pred / "e.png").write_bytes(b"not an image")
     write(pred / "f.png", matte(5, (21, 30)))

@@ -14,7 +14,8 @@ def rectangles(count, shape, rng, jitter=None):
     result's boxes), shifted copies of those."""
     H, W = shape
     boxes = jitter if jitter is not None else [
-        (rng.integers(0, H - 8), rng.integers(0, W - 8), rng.integers(6, 16), rng.integers(6, 16)) for _ in range(count)]
+        (rng.integers(0, H - 8), rng.integers(0, W - 8), rng.integers(6, 16), rng.integers(6, 16))
+        for _ in range(count)]
     if jitter is not None:
         boxes = [(y + rng.integers(-3, 4), x + rng.integers(-3, 4), h, w) for y, x, h, w in boxes]
     out = np.zeros((len(boxes), H, W))

@@ -152,7 +152,8 @@ def test_torch_compile(name):
         ((torch.zeros(1, 4, 5), torch.zeros(1, 4, 5, dtype=torch.float64)), "gt must be torch.float32"),
         ((torch.zeros(1, 4, 5), torch.zeros(1, 5, 4)), r"gt must have pred's size \[1, 4, 5\], got \[1, 5, 4\]"),
         ((torch.zeros(1, 4, 5), torch.zeros(1, 4, 5), torch.zeros(1, 4, 5)), "mask must be torch.bool"),
-        ((torch.zeros(1, 4, 5), torch.zeros(1, 4, 5), torch.zeros(1, 4, 4, dtype=torch.bool)), "mask must have pred's size"),
+        ((torch.zeros(1, 4, 5), torch.zeros(1, 4, 5), torch.zeros(1, 4, 4, dtype=torch.bool)),
+         "mask must have pred's size"),
     ],
 )
 def test_bad_inputs(name, args, message):
@@ -179,7 +180,8 @@ def test_non_contiguous_inputs_are_copied(name):
     op, ref = OPS[name]
     pred, gt, mask = mattes((2, 12, 9), torch.float64, "cpu")
     pred_t, gt_t, mask_t = (t.transpose(1, 2) for t in (pred, gt, mask))
-    torch.testing.assert_close(op(pred_t, gt_t, mask_t), ref(pred_t.contiguous(), gt_t.contiguous(), mask_t.contiguous()))
+    want = ref(pred_t.contiguous(), gt_t.contiguous(), mask_t.contiguous())
+    torch.testing.assert_close(op(pred_t, gt_t, mask_t), want)
 
 
 def test_reference_tie_break_is_column_major():

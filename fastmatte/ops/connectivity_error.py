@@ -2,12 +2,9 @@
 import torch
 
 from fastmatte import reference
-from fastmatte._extension import HAS_C
-from fastmatte.ops._backend import OpBackends
-from fastmatte.ops._checks import check_metric_inputs
-from fastmatte.ops.gradient_error import _per_image_fake
+from fastmatte.ops._metric_op import MetricOp
 
-BACKENDS = OpBackends("connectivity_error", triton=True)
+_OP = MetricOp("connectivity_error", reference.connectivity_error)
 
 
 def connectivity_error(pred: torch.Tensor, gt: torch.Tensor, mask=None, *, backend=None) -> torch.Tensor:
@@ -33,26 +30,4 @@ def connectivity_error(pred: torch.Tensor, gt: torch.Tensor, mask=None, *, backe
     The kernels share the work of the ten thresholds (a union-find that adds pixels from the
     highest level down) instead of labelling ten masks.
     """
-    check_metric_inputs("connectivity_error", pred, gt, mask)
-    args = (pred.contiguous(), gt.contiguous(), None if mask is None else mask.contiguous())
-    choice = BACKENDS.resolve(pred.device, backend)
-    if choice == "torch":
-        return reference.connectivity_error(*args)
-    if choice == "triton":
-        return torch.ops.fastmatte.connectivity_error_triton(*args)
-    return torch.ops.fastmatte.connectivity_error(*args)
-
-
-@torch.library.custom_op("fastmatte::connectivity_error_triton", mutates_args=())
-def _connectivity_error_triton(pred: torch.Tensor, gt: torch.Tensor,
-                               mask: torch.Tensor | None = None) -> torch.Tensor:
-    """fastmatte::connectivity_error with the Triton kernels (same arguments and semantics)."""
-    check_metric_inputs("connectivity_error", pred, gt, mask)  # called directly too
-    from fastmatte.kernels.connectivity_error import connectivity_error_forward  # after TRITON_INTERPRET
-
-    return connectivity_error_forward(pred, gt, mask)
-
-
-_connectivity_error_triton.register_fake(_per_image_fake)
-if HAS_C:
-    torch.library.register_fake("fastmatte::connectivity_error", _per_image_fake)
+    return _OP(pred, gt, mask, backend)

@@ -2,11 +2,9 @@
 import torch
 
 from fastmatte import reference
-from fastmatte._extension import HAS_C
-from fastmatte.ops._backend import OpBackends
-from fastmatte.ops._checks import check_metric_inputs
+from fastmatte.ops._metric_op import MetricOp
 
-BACKENDS = OpBackends("gradient_error", triton=True)
+_OP = MetricOp("gradient_error", reference.gradient_error)
 
 
 def gradient_error(pred: torch.Tensor, gt: torch.Tensor, mask=None, *, backend=None) -> torch.Tensor:
@@ -25,30 +23,4 @@ def gradient_error(pred: torch.Tensor, gt: torch.Tensor, mask=None, *, backend=N
         (|grad pred| - |grad gt|)^2, divided by 1000. Filtering runs in the input's precision,
         sums in float64. An image holding a NaN anywhere gives NaN. Not differentiable.
     """
-    check_metric_inputs("gradient_error", pred, gt, mask)
-    args = (pred.contiguous(), gt.contiguous(), None if mask is None else mask.contiguous())
-    choice = BACKENDS.resolve(pred.device, backend)
-    if choice == "torch":
-        return reference.gradient_error(*args)
-    if choice == "triton":
-        return torch.ops.fastmatte.gradient_error_triton(*args)
-    return torch.ops.fastmatte.gradient_error(*args)
-
-
-@torch.library.custom_op("fastmatte::gradient_error_triton", mutates_args=())
-def _gradient_error_triton(pred: torch.Tensor, gt: torch.Tensor,
-                           mask: torch.Tensor | None = None) -> torch.Tensor:
-    """fastmatte::gradient_error with the Triton kernels (same arguments and semantics)."""
-    check_metric_inputs("gradient_error", pred, gt, mask)  # called directly too
-    from fastmatte.kernels.gradient_error import gradient_error_forward  # after TRITON_INTERPRET
-
-    return gradient_error_forward(pred, gt, mask)
-
-
-def _per_image_fake(pred, gt, mask=None):
-    return pred.new_empty((pred.shape[0],), dtype=torch.float64)
-
-
-_gradient_error_triton.register_fake(_per_image_fake)
-if HAS_C:
-    torch.library.register_fake("fastmatte::gradient_error", _per_image_fake)
+    return _OP(pred, gt, mask, backend)
