@@ -294,3 +294,14 @@ def test_benchmark_baseline_computes_the_same_metrics():
     for ours, theirs in ((metrics.sad, bm.numpy_sad), (metrics.mse, bm.numpy_mse),
                          (metrics.grad_error, bm.numpy_grad), (metrics.conn_error, bm.numpy_conn)):
         assert ours(pred, gt, trimap) == pytest.approx(theirs(pred, gt, trimap), rel=1e-4)
+
+
+@pytest.mark.parametrize("name", ["sad", "mse", "mad", "grad_error", "conn_error", "sad_t"])
+def test_torch_compile_fullgraph(name):
+    rng = np.random.default_rng(11)
+    gt = torch.from_numpy(np.stack([smooth_matte((14, 19), rng) for _ in range(2)]))
+    pred = torch.from_numpy(noisy(gt.numpy(), rng))
+    trimap = torch.from_numpy(trimap_of(gt.shape, rng))
+    fn = getattr(metrics, name)
+    compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(pred, gt, trimap), fn(pred, gt, trimap), rtol=1e-6, atol=1e-12)
