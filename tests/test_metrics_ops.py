@@ -9,7 +9,8 @@ from fastmatte.ops import connectivity_error, gradient_error
 from fastmatte.reference.connectivity_error import largest_component
 from helpers import assert_same_bits_across_thread_counts, backend_params
 
-BACKENDS = backend_params(triton=True)
+# No CUDA C++ kernels: on a GPU these ops run the Triton ones.
+BACKENDS = [p for p in backend_params(triton=True) if p.id != "cuda"]
 OPS = {"gradient_error": (gradient_error, reference.gradient_error),
        "connectivity_error": (connectivity_error, reference.connectivity_error)}
 # The interpreter is slow: keep its images small.
@@ -116,10 +117,9 @@ def test_same_bits_for_any_thread_count(name):
     assert_same_bits_across_thread_counts(lambda: (op(pred, gt, mask, backend="cpu"),))
 
 
-@pytest.mark.parametrize("device,backend", [p for p in BACKENDS if p.id in ("cpu", "cuda")])
 @pytest.mark.parametrize("name", list(OPS))
-def test_opcheck(device, backend, name):
-    pred, gt, mask = mattes((2, 11, 14), torch.float32, device)
+def test_opcheck(name):
+    pred, gt, mask = mattes((2, 11, 14), torch.float32, "cpu")
     op = getattr(torch.ops.fastmatte, name).default
     torch.library.opcheck(op, (pred, gt, mask))
     torch.library.opcheck(op, (pred, gt, None))
