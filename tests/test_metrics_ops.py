@@ -1,6 +1,11 @@
 """The metric operators gradient_error and connectivity_error: every backend against the eager
 reference on larger and harder inputs than tests/test_metrics.py, opcheck, torch.compile,
 bad inputs in Python and in the kernels."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -191,3 +196,45 @@ def test_reference_tie_break_is_column_major():
     mask[0, 2] = mask[2, 0] = True
     assert largest_component(mask).nonzero().tolist() == [[2, 0]]
     assert not largest_component(torch.zeros(2, 2, dtype=torch.bool)).any()
+
+
+SM90_COMPILE = """
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+import fastmatte.kernels.connectivity_error as ce
+import fastmatte.kernels.gradient_error as ge
+
+def build(fn, signature, **constexprs):
+    signature = {**signature, **{name: "constexpr" for name in constexprs}}
+    triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constexprs), target=GPUTarget("cuda", 90, 32))
+
+image = {"H": "i32", "W": "i32"}
+lanes = {"level_ptr": "*u8", "parent_ptr": "*i32", **image, "k": "i32"}
+for t in ("*fp32", "*fp64"):
+    build(ge._horizontal_kernel, {"pred_ptr": t, "gt_ptr": t, "lo_ptr": t, "hi_ptr": t, "taps_ptr": t,
+                                  "planes_ptr": t, "B": "i32", **image})
+    build(ce._levels_kernel, {"pred_ptr": t, "gt_ptr": t, "thresholds_ptr": t, "level_ptr": "*u8",
+                              "parent_ptr": "*i32", **image})
+    for has_mask in (False, True):
+        build(ge._vertical_kernel, {"planes_ptr": t, "mask_ptr": "*u8", "taps_ptr": t, "out_ptr": "*fp64",
+                                    "B": "i32", **image}, HAS_MASK=has_mask)
+        build(ce._error_kernel, {"pred_ptr": t, "gt_ptr": t, "mask_ptr": "*u8", "thresholds_ptr": t,
+                                 "bits_ptr": "*i32", "out_ptr": "*fp64", **image}, HAS_MASK=has_mask)
+build(ce._union_kernel, lanes)
+build(ce._sizes_kernel, {**lanes, "size_ptr": "*i32"})
+build(ce._best_kernel, {**lanes, "size_ptr": "*i32", "best_ptr": "*i64"})
+build(ce._members_kernel, {**lanes, "best_ptr": "*i64", "bits_ptr": "*i32"})
+print("ok")
+"""
+
+
+def test_triton_kernels_compile_for_sm90():
+    # Without a GPU the kernels only run in the interpreter, which accepts some things the
+    # compiler does not: compile each specialization to an sm_90 cubin (no GPU needed).
+    pytest.importorskip("triton")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+    result = subprocess.run([sys.executable, "-c", SM90_COMPILE], capture_output=True, text=True, env=env,
+                            timeout=600)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
