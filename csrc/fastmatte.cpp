@@ -41,6 +41,10 @@ TORCH_LIBRARY(fastmatte, m) {
   m.def("trimap_fusion(Tensor semantic, Tensor detail, int fg_class=0, int unknown_class=1)"
         " -> Tensor");
   m.def("trimap_fusion_backward(Tensor grad_alpha, Tensor semantic, int unknown_class) -> Tensor");
+
+  // Matting metrics (the DIM evaluation code's Grad and Conn): one value per image, already / 1000.
+  m.def("gradient_error(Tensor pred, Tensor gt, Tensor? mask=None) -> Tensor");
+  m.def("connectivity_error(Tensor pred, Tensor gt, Tensor? mask=None) -> Tensor");
 }
 
 // Importing fastmatte._C runs the registrations above; the module itself is empty.

@@ -4,7 +4,7 @@ from importlib.metadata import PackageNotFoundError, version as _version
 import torch
 
 from fastmatte._extension import HAS_C, LOAD_ERROR
-from fastmatte import nn, ops, reference
+from fastmatte import metrics, nn, ops, reference
 from fastmatte.ops import TileSelection
 
 try:
@@ -34,4 +34,4 @@ def info() -> dict:
     }
 
 
-__all__ = ["TileSelection", "info", "nn", "ops", "reference", "__version__"]
+__all__ = ["TileSelection", "info", "metrics", "nn", "ops", "reference", "__version__"]

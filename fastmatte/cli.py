@@ -2,6 +2,7 @@
 
     fastmatte info                      version, torch, backends present, GPU
     fastmatte bench [--res hd,4k] ...   the operators vs their eager reference, as a table
+    fastmatte eval PRED_DIR GT_DIR ...  matting metrics of predicted mattes vs ground truths
 """
 import argparse
 import json
@@ -25,11 +26,12 @@ def cmd_bench(args) -> int:
     from fastmatte.benchmark import PRECISIONS, RESOLUTIONS, device_name, git_commit, median_ms
     from fastmatte.benchmark_attention import attention_cases
     from fastmatte.benchmark_gated_conv import gated_conv_cases
+    from fastmatte.benchmark_metrics import metric_cases
     from fastmatte.benchmark_tiles import tile_op_cases
     from fastmatte.benchmark_trimap_fusion import trimap_fusion_cases
 
     suites = {"tiles": tile_op_cases, "attention": attention_cases, "gated_conv": gated_conv_cases,
-              "trimap_fusion": trimap_fusion_cases}
+              "trimap_fusion": trimap_fusion_cases, "metrics": metric_cases}
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = PRECISIONS[args.precision]
@@ -49,6 +51,9 @@ def cmd_bench(args) -> int:
     records = []
     print(f"device: {common['device']}   torch {common['torch']}   precision {args.precision}   "
           f"median of {args.repeats} runs (at least 5 within 10 s), synchronized")
+    if "metrics" in args.suite.split(","):
+        print("metrics suite: uint8 inputs (precision unused); its 'eager' column is a NumPy/SciPy "
+              "implementation on the CPU")
     print(f"{'op':26s} {'res':4s} {'tiles':>6s} {'fastmatte ms':>13s} {'eager ms':>10s} {'speedup':>8s} "
           f"{'GB/s':>8s}")
     cases = ((res, case) for res in resolutions for suite in args.suite.split(",")
@@ -76,6 +81,59 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    from tqdm import tqdm
+
+    from fastmatte.evaluate import METRICS, evaluate, means, write_csv, write_json
+
+    names = args.metrics.split(",")
+    unknown = [n for n in names if n not in METRICS]
+    if unknown:
+        return _usage_error(f"--metrics must be a comma list of {', '.join(METRICS)}; got {', '.join(unknown)}")
+    dirs = [d for d in (args.pred_dir, args.gt_dir, args.trimap_dir) if d is not None]
+    for d in dirs:
+        if not Path(d).is_dir():
+            return _usage_error(f"{d} is not a directory")
+    if args.force_known and args.trimap_dir is None:
+        return _usage_error("--force-known needs --trimap-dir")
+    outputs = [Path(p).resolve() for p in (args.csv, args.json) if p is not None]
+    inputs = {Path(d).resolve() for d in dirs} | {p.resolve() for d in dirs for p in Path(d).iterdir()}
+    for out in outputs:
+        if out in inputs:
+            return _usage_error(f"refusing to write {out}: it is one of the inputs")
+    if len(set(outputs)) < len(outputs):
+        return _usage_error("--csv and --json name the same file")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        return _usage_error("--device cuda, but no CUDA GPU is available")
+
+    bar = lambda todo: tqdm(todo, desc="fastmatte eval", unit="image", file=sys.stderr)  # noqa: E731
+    result = evaluate(args.pred_dir, args.gt_dir, args.trimap_dir, names, args.device, args.force_known, bar)
+    summary = means(result.rows, names)
+    print(f"{len(result.rows)} images; DIM convention: SAD, Grad, Conn / 1000, MSE and MAD plain means"
+          + (f", over trimap == 128 of {args.trimap_dir}" if args.trimap_dir else ", over whole images")
+          + (", known regions forced" if args.force_known else ""))
+    print(f"{'metric':8s} {'mean':>14s} {'images':>7s}")
+    for metric, (mean, count) in summary.items():
+        print(f"{metric:8s} {mean:14.6g} {count:7d}")
+    if args.csv:
+        write_csv(args.csv, result.rows, names)
+        print(f"per-image rows written to {args.csv}")
+    if args.json:
+        write_json(args.json, result, names, summary)
+        print(f"per-image rows, means and problems written to {args.json}")
+    if result.problems:
+        print(f"{len(result.problems)} problem(s):", file=sys.stderr)
+        for line in result.problems:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _usage_error(message) -> int:
+    print(f"fastmatte eval: {message}", file=sys.stderr)
+    return 2
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fastmatte", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -86,12 +144,28 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if present, else cpu")
     b.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32")
     b.add_argument("--suite", default="tiles,attention,gated_conv,trimap_fusion",
-                   help="comma list of suites: tiles, attention, gated_conv, trimap_fusion (default: all)")
+                   help="comma list of suites: tiles, attention, gated_conv, trimap_fusion, metrics "
+                        "(default: all but metrics)")
     b.add_argument("--ops", help="comma list of cases to time within the suites (default: all)")
     b.add_argument("--repeats", type=int, default=30, help="timed runs per figure (default 30)")
     b.add_argument("--compile", action="store_true", help="on CUDA, also time torch.compile of the reference")
     b.add_argument("--json", help="write the records (a JSON list) to this file")
     b.set_defaults(run=cmd_bench)
+    e = sub.add_parser("eval", help="matting metrics (DIM convention) of predicted mattes vs ground truths",
+                       description="Matches PRED_DIR and GT_DIR files by name without extension, prints the "
+                                   "mean of each metric, and lists missing, unreadable or mismatched files at "
+                                   "the end (exit status 1 if there are any).")
+    e.add_argument("pred_dir", metavar="PRED_DIR")
+    e.add_argument("gt_dir", metavar="GT_DIR")
+    e.add_argument("--trimap-dir", help="trimaps (128 = unknown): count only their unknown pixels")
+    e.add_argument("--metrics", default="sad,mse,grad,conn",
+                   help="comma list of sad, mse, mad, grad, conn, sad_t (default: sad,mse,grad,conn)")
+    e.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    e.add_argument("--force-known", action="store_true",
+                   help="set pred to 0/1 where the trimap is 0/255 first (PaddleSeg/mmediting convention)")
+    e.add_argument("--csv", help="write one row per image to this CSV file")
+    e.add_argument("--json", help="write the per-image rows, means and problems to this JSON file")
+    e.set_defaults(run=cmd_eval)
     return p
 
 

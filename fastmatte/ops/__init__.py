@@ -1,6 +1,8 @@
 """The public operators. Each takes backend=None | "cpu" | "cuda" | "triton" | "torch"."""
+from fastmatte.ops.connectivity_error import connectivity_error
 from fastmatte.ops.gather_tiles import gather_tiles
 from fastmatte.ops.gated_conv import gated_conv
+from fastmatte.ops.gradient_error import gradient_error
 from fastmatte.ops.group_attention import group_attention
 from fastmatte.ops.knn_attention import knn_attention
 from fastmatte.ops.knn_tiles import knn_tiles
@@ -8,5 +10,5 @@ from fastmatte.ops.scatter_tiles import scatter_tiles
 from fastmatte.ops.select_tiles import TileSelection, select_tiles
 from fastmatte.ops.trimap_fusion import trimap_fusion
 
-__all__ = ["TileSelection", "gated_conv", "gather_tiles", "group_attention", "knn_attention", "knn_tiles",
-           "scatter_tiles", "select_tiles", "trimap_fusion"]
+__all__ = ["TileSelection", "connectivity_error", "gated_conv", "gather_tiles", "gradient_error", "group_attention",
+           "knn_attention", "knn_tiles", "scatter_tiles", "select_tiles", "trimap_fusion"]

@@ -1,7 +1,9 @@
 """Plain eager-PyTorch implementations of every operator: the oracle of the tests and the
 "eager PyTorch" side of every benchmark. Written the obvious way, not the fast way."""
+from fastmatte.reference.connectivity_error import connectivity_error
 from fastmatte.reference.gather_tiles import gather_tiles
 from fastmatte.reference.gated_conv import gated_conv
+from fastmatte.reference.gradient_error import gradient_error
 from fastmatte.reference.group_attention import group_attention
 from fastmatte.reference.knn_attention import knn_attention
 from fastmatte.reference.knn_tiles import knn_tiles
@@ -10,5 +12,5 @@ from fastmatte.reference.scatter_tiles import scatter_tiles
 from fastmatte.reference.select_tiles import select_tiles
 from fastmatte.reference.trimap_fusion import trimap_fusion
 
-__all__ = ["gated_conv", "gather_tiles", "group_attention", "knn_attention", "knn_tiles", "relative_position_index",
-           "scatter_tiles", "select_tiles", "trimap_fusion"]
+__all__ = ["connectivity_error", "gated_conv", "gather_tiles", "gradient_error", "group_attention", "knn_attention",
+           "knn_tiles", "relative_position_index", "scatter_tiles", "select_tiles", "trimap_fusion"]
