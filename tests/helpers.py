@@ -54,3 +54,29 @@ def assert_same_bits_across_thread_counts(fn):
         torch.set_num_threads(threads)
     for other in results[1:]:
         assert all(torch.equal(a, b) for a, b in zip(results[0], other))
+
+
+def attention_selection(B, h, w, capacity, k, device, unknown_fraction=0.5):
+    """tiles of a random trimap's select_tiles and their reference knn_tiles neighbours, for
+    the attention ops' tests: (tiles, nbr, count)."""
+    from fastmatte import reference
+    from fastmatte.ops import select_tiles
+
+    trimap = torch.randn(B, 3, h, w)
+    trimap[:, 1] += torch.where(torch.rand(B, h, w) < unknown_fraction, 9.0, -9.0)
+    sel = select_tiles(trimap, capacity, backend="cpu")
+    nbr = reference.knn_tiles(sel.tiles, sel.count, k)
+    return sel.tiles.to(device), nbr.to(device), int(sel.count)
+
+
+# Attention test cases (B, h, w, capacity, K, heads, D, search_range, unknown fraction): count <
+# capacity (invalid centers), images with fewer than K+1 tiles (-1 members), K = 0, all tiles
+# selected, far-apart tiles (the shared out-of-range table entry); small for the interpreter.
+ATTENTION_CASES = [
+    (2, 4, 5, 10, 8, 8, 16, 4, 0.4),
+    (1, 3, 3, 9, 4, 2, 4, 1, 0.6),
+    (2, 5, 6, 8, 3, 1, 64, 8, 0.2),
+    (1, 3, 3, 9, 16, 4, 8, 3, 1.0),
+    (1, 2, 4, 6, 0, 2, 4, 2, 1.0),
+    (1, 9, 9, 7, 2, 3, 6, 2, 0.1),
+]

@@ -2,8 +2,9 @@ import pytest
 import torch
 
 from fastmatte import reference
-from fastmatte.ops import group_attention, select_tiles
-from helpers import DTYPES, assert_close, assert_same_bits_across_thread_counts, backend_params
+from fastmatte.ops import group_attention
+from helpers import (ATTENTION_CASES, DTYPES, assert_close, assert_same_bits_across_thread_counts,
+                     attention_selection, backend_params)
 
 # The GPU kernel of this op is Triton's (no CUDA C++ kernel): every backend but "cuda".
 BACKENDS = [p for p in backend_params(triton=True) if p.id != "cuda"]
@@ -13,14 +14,6 @@ OP = torch.ops.fastmatte
 def table_size(search_range):
     return (2 * search_range - 1) ** 2 + 1
 
-
-def selection(B, h, w, capacity, k, device, unknown_fraction=0.5):
-    """tiles of a random trimap's select_tiles and their reference knn_tiles neighbours."""
-    trimap = torch.randn(B, 3, h, w)
-    trimap[:, 1] += torch.where(torch.rand(B, h, w) < unknown_fraction, 9.0, -9.0)
-    sel = select_tiles(trimap, capacity, backend="cpu")
-    nbr = reference.knn_tiles(sel.tiles, sel.count, k)
-    return sel.tiles.to(device), nbr.to(device), int(sel.count)
 
 
 def make_inputs(n, k, heads, dim, search_range, device, dtype=torch.float32, requires_grad=False):
@@ -62,24 +55,13 @@ def check_gradients(q0, k, v, tiles, nbr, table, search_range, backend, dtype=to
         assert_close(g, w.to(dtype), dtype)
 
 
-# (B, h, w, capacity, K, heads, D, search_range, unknown fraction): the selection is small for
-# the interpreter; count < capacity (invalid centers), images with fewer than K+1 tiles (-1
-# members), K = 0, all tiles selected, far-apart tiles (the shared out-of-range table entry).
-CASES = [
-    (2, 4, 5, 10, 8, 8, 16, 4, 0.4),
-    (1, 3, 3, 9, 4, 2, 4, 1, 0.6),
-    (2, 5, 6, 8, 3, 1, 64, 8, 0.2),
-    (1, 3, 3, 9, 16, 4, 8, 3, 1.0),
-    (1, 2, 4, 6, 0, 2, 4, 2, 1.0),
-    (1, 9, 9, 7, 2, 3, 6, 2, 0.1),
-]
 
 
 @pytest.mark.parametrize("device,backend", BACKENDS)
-@pytest.mark.parametrize("case", CASES, ids=str)
+@pytest.mark.parametrize("case", ATTENTION_CASES, ids=str)
 def test_forward_and_gradients_match_reference(device, backend, case):
     B, h, w, capacity, K, heads, dim, s, fraction = case
-    tiles, nbr, _ = selection(B, h, w, capacity, K, device, fraction)
+    tiles, nbr, _ = attention_selection(B, h, w, capacity, K, device, fraction)
     inputs = make_inputs(capacity, K, heads, dim, s, device, requires_grad=True)
     check_forward(*inputs[:3], tiles, nbr, inputs[3], s, backend)
     check_gradients(*inputs[:3], tiles, nbr, inputs[3], s, backend)
@@ -89,7 +71,7 @@ def test_forward_and_gradients_match_reference(device, backend, case):
 @pytest.mark.parametrize("search_range", range(1, 9))
 def test_search_ranges(device, backend, search_range):
     # All tiles of a 3 x 5 grid selected: neighbours lie at every offset up to +-4.
-    tiles, nbr, _ = selection(1, 3, 5, 8, 6, device, unknown_fraction=1.0)
+    tiles, nbr, _ = attention_selection(1, 3, 5, 8, 6, device, unknown_fraction=1.0)
     inputs = make_inputs(8, 6, 2, 4, search_range, device, requires_grad=True)
     check_forward(*inputs[:3], tiles, nbr, inputs[3], search_range, backend)
     if backend == "cpu" or search_range in (1, 8):
@@ -99,7 +81,7 @@ def test_search_ranges(device, backend, search_range):
 @pytest.mark.parametrize("device,backend", BACKENDS)
 def test_arbitrary_neighbour_rows(device, backend):
     # nbr is any [-1, N) table: repeated rows, rows of invalid tiles, the center itself.
-    tiles, _, _ = selection(2, 3, 4, 8, 0, device, unknown_fraction=0.4)
+    tiles, _, _ = attention_selection(2, 3, 4, 8, 0, device, unknown_fraction=0.4)
     nbr = torch.randint(-1, 8, (8, 5), dtype=torch.int32, device=device)
     nbr[0] = torch.tensor([0, 3, 3, -1, 7], dtype=torch.int32)
     inputs = make_inputs(8, 5, 3, 8, 2, device, requires_grad=True)
@@ -110,7 +92,7 @@ def test_arbitrary_neighbour_rows(device, backend):
 @pytest.mark.parametrize("device,backend", BACKENDS)
 def test_empty_selections(device, backend):
     # count 0: every center invalid, every output and gradient row zero.
-    tiles, nbr, count = selection(2, 3, 3, 5, 4, device, unknown_fraction=0.0)
+    tiles, nbr, count = attention_selection(2, 3, 3, 5, 4, device, unknown_fraction=0.0)
     assert count == 0
     inputs = make_inputs(5, 4, 2, 4, 3, device, requires_grad=True)
     out = check_forward(*inputs[:3], tiles, nbr, inputs[3], 3, backend)
@@ -118,7 +100,7 @@ def test_empty_selections(device, backend):
     grads = torch.autograd.grad(out, inputs, torch.randn_like(out))
     assert not any(g.any() for g in grads)
     # capacity 0: no groups at all.
-    tiles, nbr, _ = selection(1, 2, 2, 0, 4, device)
+    tiles, nbr, _ = attention_selection(1, 2, 2, 0, 4, device)
     inputs = make_inputs(0, 4, 2, 4, 3, device, requires_grad=True)
     out = check_forward(*inputs[:3], tiles, nbr, inputs[3], 3, backend)
     grads = torch.autograd.grad(out, inputs, torch.randn_like(out))
@@ -128,7 +110,7 @@ def test_empty_selections(device, backend):
 @pytest.mark.parametrize("device,backend", BACKENDS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_dtypes(device, backend, dtype):
-    tiles, nbr, _ = selection(1, 4, 4, 8, 4, device)
+    tiles, nbr, _ = attention_selection(1, 4, 4, 8, 4, device)
     inputs = make_inputs(8, 4, 2, 16, 3, device, dtype, requires_grad=True)
     check_forward(*inputs[:3], tiles, nbr, inputs[3], 3, backend)
     if backend == "cpu" or dtype == torch.float32:
@@ -136,7 +118,7 @@ def test_dtypes(device, backend, dtype):
 
 
 def test_gradcheck_float64():
-    tiles, nbr, _ = selection(1, 3, 3, 6, 3, "cpu", unknown_fraction=0.7)
+    tiles, nbr, _ = attention_selection(1, 3, 3, 6, 3, "cpu", unknown_fraction=0.7)
     inputs = make_inputs(6, 3, 2, 4, 2, "cpu", torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(
         lambda q0, k, v, table: group_attention(q0, k, v, tiles, nbr, table, 2, backend="cpu"),
@@ -145,7 +127,7 @@ def test_gradcheck_float64():
 
 def test_cpu_backward_is_deterministic_across_thread_counts():
     # 300 groups: several 64-group blocks of the table gradient, summed in a fixed order.
-    tiles, nbr, _ = selection(2, 12, 16, 300, 8, "cpu", unknown_fraction=0.8)
+    tiles, nbr, _ = attention_selection(2, 12, 16, 300, 8, "cpu", unknown_fraction=0.8)
     q0, k, v, table = make_inputs(300, 8, 2, 8, 4, "cpu")
     grad = torch.randn_like(q0)
     assert_same_bits_across_thread_counts(lambda: OP.group_attention_backward(grad, q0, k, v, tiles, nbr, table, 4))
@@ -156,7 +138,7 @@ def test_triton_deterministic_table_gradient(device, backend):
     # Enough groups on a GPU for several groups per program and many programs per entry.
     n = 5000 if device == "cuda" else 9
     grid = (4, 36, 36) if device == "cuda" else (1, 3, 4)
-    tiles, nbr, _ = selection(*grid, n, 8, device, unknown_fraction=0.97)
+    tiles, nbr, _ = attention_selection(*grid, n, 8, device, unknown_fraction=0.97)
     q0, k, v, table = make_inputs(n, 8, 8, 16, 4, device)
     grad = torch.randn_like(q0)
     args = (grad, q0, k, v, tiles, nbr, table, 4)
@@ -179,7 +161,7 @@ def test_triton_deterministic_table_gradient(device, backend):
 
 @pytest.mark.parametrize("device,backend", BACKENDS)
 def test_non_contiguous_inputs_are_accepted(device, backend):
-    tiles, nbr, _ = selection(1, 3, 4, 6, 3, device)
+    tiles, nbr, _ = attention_selection(1, 3, 4, 6, 3, device)
     q0 = torch.randn(6, 4, 2, device=device).transpose(1, 2)
     k, v = (torch.randn(6, 4, 4, 2, device=device).transpose(2, 3) for _ in range(2))
     table = torch.randn(2, 10, device=device).t()
@@ -190,7 +172,7 @@ def test_non_contiguous_inputs_are_accepted(device, backend):
 
 @pytest.mark.parametrize("device,backend", BACKENDS)
 def test_opcheck(device, backend):
-    tiles, nbr, _ = selection(1, 2, 3, 4, 2, device, unknown_fraction=0.7)
+    tiles, nbr, _ = attention_selection(1, 2, 3, 4, 2, device, unknown_fraction=0.7)
     q0, k, v, table = make_inputs(4, 2, 2, 4, 2, device, requires_grad=True)
     if backend == "triton":
         forward, backward = OP.group_attention_triton, OP.group_attention_backward_triton
@@ -208,7 +190,7 @@ def test_opcheck(device, backend):
 def test_torch_compile_fullgraph(device, backend):
     # aot_eager traces dynamo + AOT autograd through the fake kernels (inductor's first compile
     # alone would take much of this file's budget on a CPU machine).
-    tiles, nbr, _ = selection(1, 3, 3, 6, 3, device)
+    tiles, nbr, _ = attention_selection(1, 3, 3, 6, 3, device)
     q0, k, v, table = make_inputs(6, 3, 2, 4, 2, device, requires_grad=True)
     fn = torch.compile(lambda q0, k, v, table: group_attention(q0, k, v, tiles, nbr, table, 2,
                                                                backend=backend) * 2,

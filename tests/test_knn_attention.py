@@ -2,21 +2,14 @@ import pytest
 import torch
 
 from fastmatte import reference
-from fastmatte.ops import knn_attention, select_tiles
-from helpers import DTYPES, assert_close, assert_same_bits_across_thread_counts, backend_params
+from fastmatte.ops import knn_attention
+from helpers import (ATTENTION_CASES, DTYPES, assert_close, assert_same_bits_across_thread_counts,
+                     attention_selection, backend_params)
 
 # The GPU kernel of this op is Triton's (no CUDA C++ kernel): every backend but "cuda".
 BACKENDS = [p for p in backend_params(triton=True) if p.id != "cuda"]
 OP = torch.ops.fastmatte
 
-
-def selection(B, h, w, capacity, k, device, unknown_fraction=0.5):
-    """tiles of a random trimap's select_tiles and their reference knn_tiles neighbours."""
-    trimap = torch.randn(B, 3, h, w)
-    trimap[:, 1] += torch.where(torch.rand(B, h, w) < unknown_fraction, 9.0, -9.0)
-    sel = select_tiles(trimap, capacity, backend="cpu")
-    nbr = reference.knn_tiles(sel.tiles, sel.count, k)
-    return sel.tiles.to(device), nbr.to(device), int(sel.count)
 
 
 def make_inputs(n, heads, dim, search_range, device, dtype=torch.float32, requires_grad=False):
@@ -46,24 +39,13 @@ def check(q, k, v, tiles, nbr, table, search_range, backend, gradients=True):
     return got
 
 
-# (B, h, w, capacity, K, heads, D, search_range, unknown fraction): count < capacity (invalid
-# centers), images with fewer than K+1 tiles (-1 members), K = 0, all tiles selected, far-apart
-# tiles (the shared out-of-range table entry).
-CASES = [
-    (2, 4, 5, 10, 8, 8, 16, 4, 0.4),
-    (1, 3, 3, 9, 4, 2, 4, 1, 0.6),
-    (2, 5, 6, 8, 3, 1, 64, 8, 0.2),
-    (1, 3, 3, 9, 16, 4, 8, 3, 1.0),
-    (1, 2, 4, 6, 0, 2, 4, 2, 1.0),
-    (1, 9, 9, 7, 2, 3, 6, 2, 0.1),
-]
 
 
 @pytest.mark.parametrize("device,backend", BACKENDS)
-@pytest.mark.parametrize("case", CASES, ids=str)
+@pytest.mark.parametrize("case", ATTENTION_CASES, ids=str)
 def test_forward_and_gradients_match_reference(device, backend, case):
     B, h, w, capacity, K, heads, dim, s, fraction = case
-    tiles, nbr, _ = selection(B, h, w, capacity, K, device, fraction)
+    tiles, nbr, _ = attention_selection(B, h, w, capacity, K, device, fraction)
     q, k, v, table = make_inputs(capacity, heads, dim, s, device, requires_grad=True)
     check(q, k, v, tiles, nbr, table, s, backend)
 
@@ -72,7 +54,7 @@ def test_forward_and_gradients_match_reference(device, backend, case):
 @pytest.mark.parametrize("search_range", range(1, 9))
 def test_search_ranges(device, backend, search_range):
     # All tiles of a 3 x 5 grid selected: neighbours lie at every offset up to +-4.
-    tiles, nbr, _ = selection(1, 3, 5, 8, 6, device, unknown_fraction=1.0)
+    tiles, nbr, _ = attention_selection(1, 3, 5, 8, 6, device, unknown_fraction=1.0)
     q, k, v, table = make_inputs(8, 2, 4, search_range, device, requires_grad=True)
     check(q, k, v, tiles, nbr, table, search_range, backend,
           gradients=backend == "cpu" or search_range in (1, 8))
@@ -81,7 +63,7 @@ def test_search_ranges(device, backend, search_range):
 @pytest.mark.parametrize("device,backend", BACKENDS)
 def test_arbitrary_neighbour_rows(device, backend):
     # nbr is any [-1, N) table: repeated rows, rows of invalid tiles, the center itself.
-    tiles, _, _ = selection(2, 3, 4, 8, 0, device, unknown_fraction=0.4)
+    tiles, _, _ = attention_selection(2, 3, 4, 8, 0, device, unknown_fraction=0.4)
     nbr = torch.randint(-1, 8, (8, 5), dtype=torch.int32, device=device)
     nbr[0] = torch.tensor([0, 3, 3, -1, 7], dtype=torch.int32)
     q, k, v, table = make_inputs(8, 3, 8, 2, device, requires_grad=True)
@@ -90,12 +72,12 @@ def test_arbitrary_neighbour_rows(device, backend):
 
 @pytest.mark.parametrize("device,backend", BACKENDS)
 def test_empty_selections(device, backend):
-    tiles, nbr, count = selection(2, 3, 3, 5, 4, device, unknown_fraction=0.0)
+    tiles, nbr, count = attention_selection(2, 3, 3, 5, 4, device, unknown_fraction=0.0)
     assert count == 0
     q, k, v, table = make_inputs(5, 2, 4, 3, device, requires_grad=True)
     out = check(q, k, v, tiles, nbr, table, 3, backend)
     assert not out.any()
-    tiles, nbr, _ = selection(1, 2, 2, 0, 4, device)  # capacity 0: no groups at all
+    tiles, nbr, _ = attention_selection(1, 2, 2, 0, 4, device)  # capacity 0: no groups at all
     q, k, v, table = make_inputs(0, 2, 4, 3, device, requires_grad=True)
     out = check(q, k, v, tiles, nbr, table, 3, backend)
     assert out.shape == (0, 5, 2, 4)
@@ -104,21 +86,21 @@ def test_empty_selections(device, backend):
 @pytest.mark.parametrize("device,backend", BACKENDS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_dtypes(device, backend, dtype):
-    tiles, nbr, _ = selection(1, 4, 4, 8, 4, device)
+    tiles, nbr, _ = attention_selection(1, 4, 4, 8, 4, device)
     q, k, v, table = make_inputs(8, 2, 16, 3, device, dtype, requires_grad=True)
     check(q, k, v, tiles, nbr, table, 3, backend,
           gradients=backend == "cpu" or dtype in (torch.float32, torch.float64))
 
 
 def test_gradcheck_float64():
-    tiles, nbr, _ = selection(1, 3, 3, 6, 3, "cpu", unknown_fraction=0.7)
+    tiles, nbr, _ = attention_selection(1, 3, 3, 6, 3, "cpu", unknown_fraction=0.7)
     inputs = make_inputs(6, 2, 4, 2, "cpu", torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(
         lambda q, k, v, table: knn_attention(q, k, v, tiles, nbr, table, 2, backend="cpu"), inputs)
 
 
 def test_cpu_backward_is_deterministic_across_thread_counts():
-    tiles, nbr, _ = selection(2, 12, 16, 300, 8, "cpu", unknown_fraction=0.8)
+    tiles, nbr, _ = attention_selection(2, 12, 16, 300, 8, "cpu", unknown_fraction=0.8)
     q, k, v, table = make_inputs(300, 2, 8, 4, "cpu")
     grad = torch.randn(300, 9, 2, 8)
     assert_same_bits_across_thread_counts(lambda: OP.knn_attention_backward(grad, q, k, v, tiles, nbr, table, 4))
@@ -128,7 +110,7 @@ def test_cpu_backward_is_deterministic_across_thread_counts():
 def test_triton_deterministic_mode(device, backend):
     n = 3000 if device == "cuda" else 9
     grid = (4, 30, 30) if device == "cuda" else (1, 3, 4)
-    tiles, nbr, _ = selection(*grid, n, 8, device, unknown_fraction=0.97)
+    tiles, nbr, _ = attention_selection(*grid, n, 8, device, unknown_fraction=0.97)
     q, k, v, table = make_inputs(n, 8, 16, 4, device)
     grad = torch.randn(n, 9, 8, 16, device=device)
     args = (grad, q, k, v, tiles, nbr, table, 4)
@@ -150,7 +132,7 @@ def test_triton_deterministic_mode(device, backend):
 
 @pytest.mark.parametrize("device,backend", BACKENDS)
 def test_non_contiguous_inputs_are_accepted(device, backend):
-    tiles, nbr, _ = selection(1, 3, 4, 6, 3, device)
+    tiles, nbr, _ = attention_selection(1, 3, 4, 6, 3, device)
     q, k, v = (torch.randn(6, 4, 2, device=device).transpose(1, 2) for _ in range(3))
     table = torch.randn(2, 10, device=device).t()
     assert not any(t.is_contiguous() for t in (q, k, v, table))
@@ -159,7 +141,7 @@ def test_non_contiguous_inputs_are_accepted(device, backend):
 
 @pytest.mark.parametrize("device,backend", BACKENDS)
 def test_opcheck(device, backend):
-    tiles, nbr, _ = selection(1, 2, 3, 4, 2, device, unknown_fraction=0.7)
+    tiles, nbr, _ = attention_selection(1, 2, 3, 4, 2, device, unknown_fraction=0.7)
     q, k, v, table = make_inputs(4, 2, 4, 2, device, requires_grad=True)
     triton = backend == "triton"
     forward = OP.knn_attention_triton if triton else OP.knn_attention
@@ -172,7 +154,7 @@ def test_opcheck(device, backend):
 
 @pytest.mark.parametrize("device,backend", BACKENDS)
 def test_torch_compile_fullgraph(device, backend):
-    tiles, nbr, _ = selection(1, 3, 3, 6, 3, device)
+    tiles, nbr, _ = attention_selection(1, 3, 3, 6, 3, device)
     q, k, v, table = make_inputs(6, 2, 4, 2, device, requires_grad=True)
     fn = torch.compile(lambda q, k, v, table: knn_attention(q, k, v, tiles, nbr, table, 2,
                                                             backend=backend) * 2,
