@@ -27,6 +27,8 @@ _INTERPRETER = os.environ.get("TRITON_INTERPRET") == "1"
 # supported yet"): there, bfloat16 operands go in as fp32, which is the same math (their
 # products are exact in fp32).
 _UPCAST_BF16_DOT = tl.constexpr(_INTERPRETER)
+# Backward programs: enough to fill a GPU, and a small table of partial sums to add up.
+MAX_BACKWARD_PROGRAMS = 1024
 
 
 def _forward_configs():
@@ -73,19 +75,20 @@ def _relu(v):
 
 
 @triton.jit
-def _load_block(x, guide, w_hidden, b_hidden, w_gate, b_gate, block, H, W, h, w,
+def _load_block(x, guide, w_hidden, b_hidden, w_gate, b_gate, block, live, H, W, h, w,
                 C: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,
                 OPMATH: tl.constexpr, USE_DOT: tl.constexpr):
-    """Pixel block `block` (BLOCK_P pixels of one image, blocks numbered image by image): its
-    offsets into [B, C, H*W] and [B, H*W] and their masks, x [BLOCK_C, BLOCK_P] in x's dtype
-    (zero where masked), the resized guide g, the hidden pre-activations z [BLOCK_C, BLOCK_P]
-    of units 0..C-1 and z_last of unit C, and the gate (all in OPMATH)."""
+    """Pixel block `block` (BLOCK_P pixels of one image, blocks numbered image by image; all
+    masked unless `live`): its offsets into [B, C, H*W] and [B, H*W] and their masks,
+    x [BLOCK_C, BLOCK_P] in x's dtype (zero where masked), the resized guide g, the hidden
+    pre-activations z [BLOCK_C, BLOCK_P] of units 0..C-1 and z_last of unit C, and the gate
+    (all in OPMATH)."""
     N = H * W
     blocks_per_image = tl.cdiv(N, BLOCK_P)
     b = (block // blocks_per_image).to(tl.int64)
     pix = (block % blocks_per_image) * BLOCK_P + tl.arange(0, BLOCK_P)
     c = tl.arange(0, BLOCK_C)
-    pmask = pix < N
+    pmask = (pix < N) & live
     cmask = c < C
     offsets = (b * C + c[:, None]) * N + pix[None, :]
     mask = cmask[:, None] & pmask[None, :]
@@ -116,12 +119,13 @@ def _load_block(x, guide, w_hidden, b_hidden, w_gate, b_gate, block, H, W, h, w,
     return offsets, b * N + pix, mask, pmask, xt, g, z, z_last, gate
 
 
-@triton.jit
+# Sizes are never specialized: a size of 1 would become a constexpr, which has no .to().
+@triton.jit(do_not_specialize=["H", "W", "h", "w"])
 def _forward_kernel(x, guide, w_hidden, b_hidden, w_gate, b_gate, w_out, out,
                     H, W, h, w, C: tl.constexpr, BLOCK_C: tl.constexpr,
                     OPMATH: tl.constexpr, USE_DOT: tl.constexpr, BLOCK_P: tl.constexpr):
     offsets, _, mask, _, xt, _, _, _, gate = _load_block(
-        x, guide, w_hidden, b_hidden, w_gate, b_gate, tl.program_id(0), H, W, h, w,
+        x, guide, w_hidden, b_hidden, w_gate, b_gate, tl.program_id(0), True, H, W, h, w,
         C, BLOCK_C, BLOCK_P, OPMATH, USE_DOT)
     c = tl.arange(0, BLOCK_C)
     cmask = c < C
@@ -133,9 +137,10 @@ def _forward_kernel(x, guide, w_hidden, b_hidden, w_gate, b_gate, w_out, out,
 _forward_tuned = triton.autotune(configs=_forward_configs(), key=["C", "H", "W", "OPMATH"])(_forward_kernel)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["H", "W", "h", "w"])
 def _backward_kernel(grad_out, x, guide, w_hidden, b_hidden, w_gate, b_gate, w_out,
-                     grad_x, grad_guide_full, partials, blocks, blocks_per_program, H, W, h, w, C: tl.constexpr, BLOCK_C: tl.constexpr, OPMATH: tl.constexpr,
+                     grad_x, grad_guide_full, partials, blocks, blocks_per_program, H, W, h, w,
+                     C: tl.constexpr, BLOCK_C: tl.constexpr, OPMATH: tl.constexpr,
                      USE_DOT: tl.constexpr, BLOCK_P: tl.constexpr):
     """partials [programs, E] (OPMATH): the program's sums of the weight gradients, laid out as
     w_hidden [C+1, C+1], b_hidden [C+1], w_gate [C+1], b_gate [1], w_out [C, C]."""
@@ -164,12 +169,9 @@ def _backward_kernel(grad_out, x, guide, w_hidden, b_hidden, w_gate, b_gate, w_o
     d_bg = tl.zeros([BLOCK_P], OPMATH)
     for i in range(blocks_per_program):
         block = pid * blocks_per_program + i
-        live = block < blocks
         offsets, plane_offsets, mask, pmask, xt, g, z, z_last, gate = _load_block(
-            x, guide, w_hidden, b_hidden, w_gate, b_gate, block, H, W, h, w,
+            x, guide, w_hidden, b_hidden, w_gate, b_gate, block, block < blocks, H, W, h, w,
             C, BLOCK_C, BLOCK_P, OPMATH, USE_DOT)
-        mask = mask & live
-        pmask = pmask & live
         xt = xt.to(OPMATH)
         go = tl.load(grad_out + offsets, mask=mask, other=0.0).to(OPMATH)
         # out = (1 + gate) * (w_out @ x): d(gate) = go . (w_out @ x), d(w_out @ x) = (1 + gate) go.
@@ -256,8 +258,7 @@ def gated_conv_backward(grad_out, x, guide, w_hidden, b_hidden, w_gate, b_gate, 
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
     block = _backward_block(constants)
     blocks = B * triton.cdiv(H * W, block)
-    # At most 1024 programs: enough to fill a GPU, and a small partials table to add up.
-    per_program = triton.cdiv(blocks, 1024)
+    per_program = triton.cdiv(blocks, MAX_BACKWARD_PROGRAMS)
     programs = triton.cdiv(blocks, per_program)
     grad_x = torch.empty_like(x)
     grad_guide_full = torch.empty((B, 1, H, W), dtype=acc, device=x.device)
