@@ -161,11 +161,13 @@ template <typename T> FM_ALWAYS_INLINE T relu(T v) { return v < T(0) ? T(0) : v;
 
 // gate[p] = sigmoid(b_gate + w_gate . relu(z[:, p])) for the C+1 hidden rows of z.
 template <typename T>
-FM_ALWAYS_INLINE void gate_impl(const T* z, const T* w_gate, int64_t rows, T b_gate,
-                                int64_t width, T* gate) {
+FM_ALWAYS_INLINE void gate_impl(const T* __restrict__ z, const T* __restrict__ w_gate, int64_t rows,
+                                T b_gate, int64_t width, T* __restrict__ gate) {
   for (int64_t p = 0; p < width; ++p) gate[p] = b_gate;
-  for (int64_t j = 0; j < rows; ++j)
-    for (int64_t p = 0; p < width; ++p) gate[p] += w_gate[j] * relu(z[j * kLd + p]);
+  for (int64_t j = 0; j < rows; ++j) {
+    const T wj = w_gate[j];
+    for (int64_t p = 0; p < width; ++p) gate[p] += wj * relu(z[j * kLd + p]);
+  }
   for (int64_t p = 0; p < width; ++p) gate[p] = T(1) / (T(1) + std::exp(-gate[p]));
 }
 
@@ -176,6 +178,41 @@ FM_ISA_CLONES void gate_of(const float* z, const float* w_gate, int64_t rows, fl
 FM_ISA_CLONES void gate_of(const double* z, const double* w_gate, int64_t rows, double b_gate,
                            int64_t width, double* gate) {
   gate_impl(z, w_gate, rows, b_gate, width, gate);
+}
+
+// The backward between the two products, for one block. In: d rows 0..C-1 = grad_out, y =
+// w_out @ x, z = hidden pre-activations, gate. Out: d rows 0..C-1 = m grad_out (m = 1 + gate),
+// rows C..2C = d(z); z = relu(z); ds = d(gate logit). out = m y, so d(m) = grad_out . y.
+template <typename T>
+FM_ALWAYS_INLINE void gate_adjoint_impl(int64_t C, int64_t width, const T* __restrict__ y,
+                                        const T* __restrict__ gate, const T* __restrict__ w_gate,
+                                        T* __restrict__ d, T* __restrict__ z, T* __restrict__ ds) {
+  std::fill(ds, ds + width, T(0));
+  for (int64_t i = 0; i < C; ++i)
+    for (int64_t p = 0; p < width; ++p) ds[p] += d[i * kLd + p] * y[i * kLd + p];
+  for (int64_t i = 0; i < C; ++i)
+    for (int64_t p = 0; p < width; ++p) d[i * kLd + p] *= T(1) + gate[p];
+  for (int64_t p = 0; p < width; ++p) ds[p] *= gate[p] * (T(1) - gate[p]);
+  // ReLU's gradient mask is torch's (result > 0 fails, so NaN passes): 0 where z <= 0.
+  for (int64_t j = 0; j <= C; ++j) {
+    const T wj = w_gate[j];
+    T* __restrict__ zj = z + j * kLd;
+    T* __restrict__ dz = d + (C + j) * kLd;
+    for (int64_t p = 0; p < width; ++p) {
+      const T v = zj[p];
+      dz[p] = v <= T(0) ? T(0) : ds[p] * wj;
+      zj[p] = relu(v);
+    }
+  }
+}
+
+FM_ISA_CLONES void gate_adjoint(int64_t C, int64_t width, const float* y, const float* gate,
+                                const float* w_gate, float* d, float* z, float* ds) {
+  gate_adjoint_impl(C, width, y, gate, w_gate, d, z, ds);
+}
+FM_ISA_CLONES void gate_adjoint(int64_t C, int64_t width, const double* y, const double* gate,
+                                const double* w_gate, double* d, double* z, double* ds) {
+  gate_adjoint_impl(C, width, y, gate, w_gate, d, z, ds);
 }
 
 struct Shape {
@@ -317,23 +354,8 @@ void backward_kernel(const scalar_t* grad_out, const scalar_t* x, const scalar_t
         matmul(w.hidden.data(), C + 1, C + 2, xs.data(), n, z.data());
         gate_of(z.data(), w.gate.data(), C + 1, w.gate_bias, n, gate.data());
         matmul(w.out.data(), C, C, xs.data(), n, y.data());
-        // out = m * y with m = 1 + gate: d(m) = g . y, d(y) = m g (rows 0..C-1 of D).
-        std::fill(ds.begin(), ds.begin() + n, T(0));
-        for (int64_t i = 0; i < C; ++i)
-          for (int64_t p = 0; p < n; ++p) ds[p] += d[i * kLd + p] * y[i * kLd + p];
-        for (int64_t i = 0; i < C; ++i)
-          for (int64_t p = 0; p < n; ++p) d[i * kLd + p] *= T(1) + gate[p];
-        for (int64_t p = 0; p < n; ++p) ds[p] *= gate[p] * (T(1) - gate[p]);
-        // Rows C..2C of D: d(z_j) = ds w_gate[j] where relu passed z_j (torch's mask: result > 0,
-        // so NaN passes), then z becomes relu(z), with a ones row under it.
-        for (int64_t j = 0; j <= C; ++j) {
-          T* zj = z.data() + j * kLd;
-          T* dz = d.data() + (C + j) * kLd;
-          for (int64_t p = 0; p < n; ++p) {
-            dz[p] = zj[p] <= T(0) ? T(0) : ds[p] * w.gate[j];
-            zj[p] = relu(zj[p]);
-          }
-        }
+        gate_adjoint(C, n, y.data(), gate.data(), w.gate.data(), d.data(), z.data(), ds.data());
+        // A ones row under relu(z): one call sums ds h_j (w_gate) and ds (b_gate).
         std::copy(xs.begin() + (C + 1) * kLd, xs.begin() + (C + 1) * kLd + n, z.begin() + (C + 1) * kLd);
         add_dots(d.data(), 2 * C + 1, xs.data(), C + 2, n, partial, C + 2);
         add_dots(ds.data(), 1, z.data(), C + 2, n, partial + (2 * C + 1) * (C + 2), C + 2);
