@@ -5,17 +5,17 @@
 // matrix in the math type (fp32, fp64 for fp64) with two more rows, the resized guide and ones,
 // so the first 1x1 conv with its guide column and bias is one small product
 // [C+1, C+2] x [C+2, P], and the output conv another, [C, C] x [C, P]; out = (1 + gate) *
-// (W_out x), which is W_out (x (1 + gate)) up to rounding. The products keep a 4-row x
-// 2-vector tile of the result in registers over the inner dimension, and are compiled for
-// AVX-512, AVX2+FMA and baseline x86-64 with the best one picked at load time (target_clones).
-// Forward reads x and the low-res guide once and writes out once.
+// (W_out x), which is W_out (x (1 + gate)) up to rounding. The products (cpu/block_products.h)
+// and the elementwise passes run in code compiled for the CPU's vector ISA, picked at load
+// time. Forward reads x and the low-res guide once and writes out once.
 //
 // Backward recomputes each block's forward. The block's output-side gradients, m*grad_out and
 // d(hidden pre-activation), stacked as D [2C+1, P], give grad_x and the full-resolution guide
 // gradient as one product [C+1, 2C+1] x D, and every weight gradient as the sums over pixels
 // D [XG; 1]^T (plus the gate's from the hidden activations). Those sums are kept per fixed group
 // of blocks (the groups depend on the shapes only) and the groups are added in index order, so
-// the result is the same bits for any thread count. The guide's gradient is then ATen's
+// the result is the same bits for any thread count (on one machine: whether the clone uses FMA
+// changes the rounding from one CPU to another). The guide's gradient is then ATen's
 // upsample_bilinear2d_backward of the full-resolution one, as for eager F.interpolate.
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
@@ -24,10 +24,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <vector>
 
 #include "checks.h"
+#include "cpu/block_products.h"
 #include "resample.h"
 
 namespace fastmatte {
@@ -39,122 +39,6 @@ constexpr int64_t kBlock = 256;  // pixels per block
 constexpr int64_t kLd = kBlock + 16;
 constexpr int64_t kPad = 16;  // computed widths are multiples of 16 (2 vectors of float)
 constexpr int64_t kMaxGroups = 256;  // backward: groups of blocks with their own weight sums
-
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define FM_ISA_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define FM_ISA_CLONES
-#endif
-#define FM_ALWAYS_INLINE inline __attribute__((always_inline))
-
-// 32 bytes of T as a GCC/Clang vector: one AVX register, two SSE2 or NEON registers. The
-// helpers taking them are always inlined, so the baseline ABI warning about passing AVX
-// vectors does not apply.
-#pragma GCC diagnostic ignored "-Wpsabi"
-template <typename T> struct Simd;
-template <> struct Simd<float> { typedef float vec __attribute__((vector_size(32))); };
-template <> struct Simd<double> { typedef double vec __attribute__((vector_size(32))); };
-template <typename T> using Vec = typename Simd<T>::vec;
-template <typename T> constexpr int64_t kLanes = 32 / sizeof(T);
-
-template <typename T> FM_ALWAYS_INLINE Vec<T> vload(const T* p) {
-  Vec<T> v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-template <typename T> FM_ALWAYS_INLINE void vstore(T* p, const Vec<T>& v) {
-  std::memcpy(p, &v, sizeof(v));
-}
-
-// Rows [r0, r0 + R) x columns [p, p + 2 vectors) of out = a [rows, depth] @ b [depth, width].
-template <int R, typename T>
-FM_ALWAYS_INLINE void matmul_tile(const T* a, int64_t depth, const T* b, T* out, int64_t r0,
-                                  int64_t p) {
-  constexpr int64_t L = kLanes<T>;
-  Vec<T> acc[R][2] = {};
-  for (int64_t k = 0; k < depth; ++k) {
-    const Vec<T> b0 = vload(b + k * kLd + p), b1 = vload(b + k * kLd + p + L);
-    for (int r = 0; r < R; ++r) {
-      const T w = a[(r0 + r) * depth + k];
-      acc[r][0] += w * b0;
-      acc[r][1] += w * b1;
-    }
-  }
-  for (int r = 0; r < R; ++r) {
-    vstore(out + (r0 + r) * kLd + p, acc[r][0]);
-    vstore(out + (r0 + r) * kLd + p + L, acc[r][1]);
-  }
-}
-
-// out [rows, width] = a [rows, depth] (dense) @ b [depth, width]; b and out have row stride kLd.
-template <typename T>
-FM_ALWAYS_INLINE void matmul_impl(const T* a, int64_t rows, int64_t depth, const T* b,
-                                  int64_t width, T* out) {
-  for (int64_t p = 0; p < width; p += 2 * kLanes<T>) {
-    int64_t r = 0;
-    for (; r + 4 <= rows; r += 4) matmul_tile<4>(a, depth, b, out, r, p);
-    if (r + 2 <= rows) matmul_tile<2>(a, depth, b, out, r, p), r += 2;
-    if (r < rows) matmul_tile<1>(a, depth, b, out, r, p);
-  }
-}
-
-FM_ISA_CLONES void matmul(const float* a, int64_t rows, int64_t depth, const float* b,
-                          int64_t width, float* out) {
-  matmul_impl(a, rows, depth, b, width, out);
-}
-FM_ISA_CLONES void matmul(const double* a, int64_t rows, int64_t depth, const double* b,
-                          int64_t width, double* out) {
-  matmul_impl(a, rows, depth, b, width, out);
-}
-
-// out[i * ldo + j] += sum over p < width of a[i][p] * b[j][p], for a RA x RB tile at (i0, j0).
-template <int RA, int RB, typename T>
-FM_ALWAYS_INLINE void dots_tile(const T* a, const T* b, int64_t width, T* out, int64_t ldo,
-                                int64_t i0, int64_t j0) {
-  Vec<T> acc[RA][RB] = {};
-  for (int64_t p = 0; p < width; p += kLanes<T>) {
-    Vec<T> bv[RB];
-    for (int j = 0; j < RB; ++j) bv[j] = vload(b + (j0 + j) * kLd + p);
-    for (int i = 0; i < RA; ++i) {
-      const Vec<T> av = vload(a + (i0 + i) * kLd + p);
-      for (int j = 0; j < RB; ++j) acc[i][j] += av * bv[j];
-    }
-  }
-  for (int i = 0; i < RA; ++i)
-    for (int j = 0; j < RB; ++j) {
-      T total = 0;
-      for (int64_t l = 0; l < kLanes<T>; ++l) total += acc[i][j][l];
-      out[(i0 + i) * ldo + j0 + j] += total;
-    }
-}
-
-template <int RA, typename T>
-FM_ALWAYS_INLINE void dots_rows(const T* a, const T* b, int64_t b_rows, int64_t width, T* out,
-                                int64_t ldo, int64_t i0) {
-  int64_t j = 0;
-  for (; j + 2 <= b_rows; j += 2) dots_tile<RA, 2>(a, b, width, out, ldo, i0, j);
-  if (j < b_rows) dots_tile<RA, 1>(a, b, width, out, ldo, i0, j);
-}
-
-// out [a_rows, ldo] += a [a_rows, width] @ b [b_rows, width]^T (rows of stride kLd), in a
-// fixed order: the backward's weight-gradient sums over a block's pixels.
-template <typename T>
-FM_ALWAYS_INLINE void dots_impl(const T* a, int64_t a_rows, const T* b, int64_t b_rows,
-                                int64_t width, T* out, int64_t ldo) {
-  int64_t i = 0;
-  for (; i + 4 <= a_rows; i += 4) dots_rows<4>(a, b, b_rows, width, out, ldo, i);
-  if (i + 2 <= a_rows) dots_rows<2>(a, b, b_rows, width, out, ldo, i), i += 2;
-  if (i < a_rows) dots_rows<1>(a, b, b_rows, width, out, ldo, i);
-}
-
-FM_ISA_CLONES void add_dots(const float* a, int64_t a_rows, const float* b, int64_t b_rows,
-                            int64_t width, float* out, int64_t ldo) {
-  dots_impl(a, a_rows, b, b_rows, width, out, ldo);
-}
-FM_ISA_CLONES void add_dots(const double* a, int64_t a_rows, const double* b, int64_t b_rows,
-                            int64_t width, double* out, int64_t ldo) {
-  dots_impl(a, a_rows, b, b_rows, width, out, ldo);
-}
 
 // ReLU that keeps NaN (as torch.relu does).
 template <typename T> FM_ALWAYS_INLINE T relu(T v) { return v < T(0) ? T(0) : v; }
@@ -315,9 +199,9 @@ void forward_kernel(const scalar_t* x, const scalar_t* guide, const Weights<at::
     for (int64_t index = begin; index < end; ++index) {
       const Block blk(s, index);
       load_block(x, guide, s, taps, blk, xs.data());
-      matmul(w.hidden.data(), C + 1, C + 2, xs.data(), blk.width, z.data());
+      matmul(w.hidden.data(), C + 1, C + 2, xs.data(), kLd, blk.width, z.data());
       gate_of(z.data(), w.gate.data(), C + 1, w.gate_bias, blk.width, gate.data());
-      matmul(w.out.data(), C, C, xs.data(), blk.width, y.data());
+      matmul(w.out.data(), C, C, xs.data(), kLd, blk.width, y.data());
       for (int64_t i = 0; i < C; ++i) {
         scalar_t* dst = out + (blk.b * C + i) * s.pixels() + blk.start;
         const T* yi = y.data() + i * kLd;
@@ -351,15 +235,15 @@ void backward_kernel(const scalar_t* grad_out, const scalar_t* x, const scalar_t
         const int64_t n = blk.width;
         load_block(x, guide, s, taps, blk, xs.data());
         load_rows(grad_out, s, blk, d.data());
-        matmul(w.hidden.data(), C + 1, C + 2, xs.data(), n, z.data());
+        matmul(w.hidden.data(), C + 1, C + 2, xs.data(), kLd, n, z.data());
         gate_of(z.data(), w.gate.data(), C + 1, w.gate_bias, n, gate.data());
-        matmul(w.out.data(), C, C, xs.data(), n, y.data());
+        matmul(w.out.data(), C, C, xs.data(), kLd, n, y.data());
         gate_adjoint(C, n, y.data(), gate.data(), w.gate.data(), d.data(), z.data(), ds.data());
         // A ones row under relu(z): one call sums ds h_j (w_gate) and ds (b_gate).
         std::copy(xs.begin() + (C + 1) * kLd, xs.begin() + (C + 1) * kLd + n, z.begin() + (C + 1) * kLd);
-        add_dots(d.data(), 2 * C + 1, xs.data(), C + 2, n, partial, C + 2);
-        add_dots(ds.data(), 1, z.data(), C + 2, n, partial + (2 * C + 1) * (C + 2), C + 2);
-        matmul(w.back.data(), C + 1, 2 * C + 1, d.data(), n, dx.data());
+        add_dots(d.data(), 2 * C + 1, xs.data(), C + 2, kLd, n, partial, C + 2);
+        add_dots(ds.data(), 1, z.data(), C + 2, kLd, n, partial + (2 * C + 1) * (C + 2), C + 2);
+        matmul(w.back.data(), C + 1, 2 * C + 1, d.data(), kLd, n, dx.data());
         for (int64_t k = 0; k < C; ++k) {
           scalar_t* dst = grad_x + (blk.b * C + k) * s.pixels() + blk.start;
           for (int64_t p = 0; p < blk.count; ++p) dst[p] = static_cast<scalar_t>(dx[k * kLd + p]);
