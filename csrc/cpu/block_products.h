@@ -7,7 +7,8 @@
 // Everything has internal linkage: include this in one .cpp per op.
 #pragma once
 #include <cstdint>
-#include <cstring>
+
+#include "cpu/simd.h"
 
 namespace fastmatte {
 namespace {
@@ -19,25 +20,11 @@ namespace {
 #endif
 #define FM_ALWAYS_INLINE inline __attribute__((always_inline))
 
-// 32 bytes of T as a GCC/Clang vector: one AVX register, two SSE2 or NEON registers. The
-// helpers taking them are always inlined, so the baseline ABI warning about passing AVX
-// vectors does not apply.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wpsabi"
-template <typename T> struct Simd;
-template <> struct Simd<float> { typedef float vec __attribute__((vector_size(32))); };
-template <> struct Simd<double> { typedef double vec __attribute__((vector_size(32))); };
-template <typename T> using Vec = typename Simd<T>::vec;
-template <typename T> constexpr int64_t kLanes = 32 / sizeof(T);
-
-template <typename T> FM_ALWAYS_INLINE Vec<T> vload(const T* p) {
-  Vec<T> v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-template <typename T> FM_ALWAYS_INLINE void vstore(T* p, const Vec<T>& v) {
-  std::memcpy(p, &v, sizeof(v));
-}
+// 32 bytes of T: one AVX register, two SSE2 or NEON registers.
+constexpr int kVecBytes = 32;
+template <typename T> using Vec = typename Simd<T, kVecBytes>::vec;
+template <typename T> constexpr int64_t kLanes = kVecBytes / sizeof(T);
+template <typename T> FM_ALWAYS_INLINE Vec<T> vload(const T* p) { return load_vec<kVecBytes>(p); }
 
 // Rows [r0, r0 + R) x columns [p, p + 2 vectors) of out = a [rows, depth] @ b [depth, width].
 template <int R, typename T>
@@ -129,8 +116,6 @@ FM_ISA_CLONES void add_dots(const double* a, int64_t a_rows, const double* b, in
                             int64_t ld, int64_t width, double* out, int64_t ldo) {
   dots_impl(a, a_rows, b, b_rows, ld, width, out, ldo);
 }
-
-#pragma GCC diagnostic pop
 
 }  // namespace
 }  // namespace fastmatte
