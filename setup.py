@@ -34,6 +34,11 @@ def want_cuda():
 def extension():
     sources = ["csrc/fastmatte.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
     cxx = ["-O3"]
+    if sys.platform.startswith("linux"):
+        # Without -fopenmp, ATen's header-only at::parallel_for compiles to a plain serial loop.
+        # Compile-only: the OpenMP calls bind at load time to the libgomp torch already loaded,
+        # so torch.set_num_threads governs the kernels' threads as it does ATen's.
+        cxx.append("-fopenmp")
     if want_cuda():
         sources += sorted(glob.glob("csrc/cuda/*.cu"))
         nvcc = ["-O3", "-lineinfo"]

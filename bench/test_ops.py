@@ -21,7 +21,7 @@ CASES = {
     "tiles": ["select_tiles", "gather_tiles", "scatter_tiles", "gather+scatter", "select+gather+scatter"],
     "attention": ["knn_tiles", "knn_attention", "group_attention", "knn+knn_attention",
                   "knn+both blocks fwd", "knn+both blocks fwd+bwd"],
-    "gated_conv": ["gated_conv C=8", "gated_conv C=16", "gated_conv C=32"],
+    "gated_conv": [f"gated_conv C={c}{kind}" for c in (8, 16, 32) for kind in ("", " fwd+bwd")],
     "trimap_fusion": [case[0] for case in FUSION_CASES],
 }
 BUILDERS = {"tiles": tile_op_cases, "attention": attention_cases, "gated_conv": gated_conv_cases,

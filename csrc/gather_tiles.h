@@ -23,20 +23,6 @@ FM_HOST_DEVICE int64_t window_pixel(int64_t tile_coord, int64_t offset, const Ga
   return v < 0 ? 0 : (v >= extent ? extent - 1 : v);
 }
 
-// The bilinearly upsampled coarse plane at one full-resolution pixel, in acc_t.
-template <typename acc_t, typename scalar_t>
-FM_HOST_DEVICE acc_t upsampled_at(const scalar_t* plane, int64_t grid_w,
-                                  const BilinearTap<acc_t>& y,
-                                  const BilinearTap<acc_t>& x) {
-  const acc_t ly = y.lambda1, lx = x.lambda1;
-  const scalar_t* top = plane + y.i0 * grid_w;
-  const scalar_t* bottom = plane + y.i1 * grid_w;
-  const acc_t t = (acc_t(1) - lx) * static_cast<acc_t>(top[x.i0]) + lx * static_cast<acc_t>(top[x.i1]);
-  const acc_t b =
-      (acc_t(1) - lx) * static_cast<acc_t>(bottom[x.i0]) + lx * static_cast<acc_t>(bottom[x.i1]);
-  return (acc_t(1) - ly) * t + ly * b;
-}
-
 inline void check_tile_and_halo(int64_t tile, int64_t halo, const char* op) {
   TORCH_CHECK(tile >= 1, "fastmatte.", op, ": tile must be >= 1, got ", tile);
   TORCH_CHECK(halo >= 0, "fastmatte.", op, ": halo must be >= 0, got ", halo);

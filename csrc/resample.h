@@ -33,6 +33,20 @@ FM_HOST_DEVICE BilinearTap<opmath_t> bilinear_tap(int64_t dst, int64_t in_size, 
   return {i0, i1, src - static_cast<opmath_t>(i0)};
 }
 
+// Bilinear value of one output pixel from its row and column taps; plane is one [h, w] channel.
+template <typename opmath_t, typename scalar_t>
+FM_HOST_DEVICE opmath_t bilinear_at(const scalar_t* plane, int64_t w,
+                                    const BilinearTap<opmath_t>& ty,
+                                    const BilinearTap<opmath_t>& tx) {
+  const scalar_t* row0 = plane + ty.i0 * w;
+  const scalar_t* row1 = plane + ty.i1 * w;
+  const opmath_t top = (opmath_t(1) - tx.lambda1) * static_cast<opmath_t>(row0[tx.i0]) +
+                       tx.lambda1 * static_cast<opmath_t>(row0[tx.i1]);
+  const opmath_t bottom = (opmath_t(1) - tx.lambda1) * static_cast<opmath_t>(row1[tx.i0]) +
+                          tx.lambda1 * static_cast<opmath_t>(row1[tx.i1]);
+  return (opmath_t(1) - ty.lambda1) * top + ty.lambda1 * bottom;
+}
+
 // Nearest always works in float, whatever the dtype (as PyTorch does).
 FM_HOST_DEVICE int64_t nearest_index(int64_t dst, int64_t in_size, int64_t out_size) {
   const float scale = static_cast<float>(in_size) / static_cast<float>(out_size);

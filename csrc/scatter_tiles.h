@@ -66,20 +66,6 @@ inline void check_scatter_grad(const at::Tensor& grad, const at::Tensor& coarse,
 // the count is never validated (that would need a host sync), so the kernels clip it.
 FM_HOST_DEVICE bool is_selected(int32_t r, int64_t n) { return r >= 0 && r < n; }
 
-// Bilinear value of one output pixel from its row and column taps; plane is one [h, w] channel.
-template <typename opmath_t, typename scalar_t>
-FM_HOST_DEVICE opmath_t bilinear_at(const scalar_t* plane, int64_t w,
-                                    const BilinearTap<opmath_t>& ty,
-                                    const BilinearTap<opmath_t>& tx) {
-  const scalar_t* row0 = plane + ty.i0 * w;
-  const scalar_t* row1 = plane + ty.i1 * w;
-  const opmath_t top = (opmath_t(1) - tx.lambda1) * static_cast<opmath_t>(row0[tx.i0]) +
-                       tx.lambda1 * static_cast<opmath_t>(row0[tx.i1]);
-  const opmath_t bottom = (opmath_t(1) - tx.lambda1) * static_cast<opmath_t>(row1[tx.i0]) +
-                          tx.lambda1 * static_cast<opmath_t>(row1[tx.i1]);
-  return (opmath_t(1) - ty.lambda1) * top + ty.lambda1 * bottom;
-}
-
 // The source taps of output coordinate d on an axis; mode="nearest" is one tap of weight 1, so
 // both modes share the gather loops of the backward.
 template <typename opmath_t>

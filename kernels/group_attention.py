@@ -17,7 +17,8 @@ import torch
 import triton
 import triton.language as tl
 
-from fastmatte.kernels.attention_common import sqrt_dim, sum_partials
+from fastmatte.kernels.attention_common import sqrt_dim
+from fastmatte.kernels.partials import sum_partials
 from fastmatte.kernels.relative_position import relative_position_index
 
 _INTERPRETER = os.environ.get("TRITON_INTERPRET") == "1"

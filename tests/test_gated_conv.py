@@ -5,7 +5,8 @@ import torch.nn.functional as F
 from fastmatte import reference
 from fastmatte.nn import GatedConv2d
 from fastmatte.ops import gated_conv
-from helpers import DTYPES, assert_close, assert_same_bits_across_thread_counts, backend_params
+from helpers import (DTYPES, assert_close, assert_same_bits_across_thread_counts, backend_params,
+                     needs_triton)
 
 # The GPU kernel of this op is Triton's (no CUDA C++ kernel): every backend but "cuda".
 BACKENDS = [p for p in backend_params(triton=True) if p.id != "cuda"]
@@ -62,6 +63,60 @@ def test_matches_reference(device, backend, case, dtype):
     for name, g, w in zip(NAMES, torch.autograd.grad(got, inputs, grad), want_grads):
         assert g.dtype == dtype and g.shape == w.shape, name
         grad_close(g, w, dtype)
+
+
+def check_against_reference(inputs, backend, dtype=torch.float32):
+    got = gated_conv(*inputs, backend=backend)
+    grad = torch.randn(got.shape, generator=torch.Generator().manual_seed(5)).to(got)
+    want, want_grads = reference_grads(grad, inputs)
+    assert_close(got, want.to(dtype))
+    for g, w in zip(torch.autograd.grad(got, inputs, grad), want_grads):
+        grad_close(g, w, dtype)
+
+
+def test_cpu_many_blocks_per_weight_gradient_group():
+    # 2 x 142 blocks of 256 pixels (the last of each image partial) in 256 groups: some groups
+    # sum two blocks, one of them across the batch boundary.
+    check_against_reference(make_inputs(2, 3, 190, 190, 50, 47, "cpu", requires_grad=True), "cpu")
+
+
+@needs_triton
+def test_triton_backward_with_several_blocks_per_program(monkeypatch):
+    # 3 images x 3 blocks of 64 pixels in 2 programs of 5 blocks: a program crosses images and
+    # the last block of the last program does not exist.
+    import fastmatte.kernels.gated_conv as kernels
+
+    monkeypatch.setattr(kernels, "MAX_BACKWARD_PROGRAMS", 2)
+    check_against_reference(make_inputs(3, 5, 10, 13, 4, 6, "cpu", requires_grad=True), "triton")
+
+
+@pytest.mark.parametrize("device,backend", BACKENDS)
+def test_non_contiguous_inputs(device, backend):
+    x, guide, w_hidden, b_hidden, w_gate, b_gate, w_out = make_inputs(2, 4, 6, 9, 3, 5, device)
+    inputs = [x.to(memory_format=torch.channels_last), guide.transpose(2, 3).contiguous().transpose(2, 3),
+              w_hidden.t().contiguous().t(), b_hidden.repeat(2)[::2], w_gate.repeat(2)[::2], b_gate,
+              w_out.t().contiguous().t()]
+    assert not any(t.is_contiguous() for i, t in enumerate(inputs) if i != 5)
+    check_against_reference([t.requires_grad_() for t in inputs], backend)
+
+
+@pytest.mark.parametrize("device,backend", BACKENDS)
+def test_nan_propagates_like_the_reference(device, backend):
+    inputs = make_inputs(1, 3, 6, 8, 3, 4, device)
+    inputs[0][0, 1, 2, 3] = float("nan")  # one pixel of one channel: that pixel's outputs
+    inputs[1][0, 0, 2, 0] = float("nan")  # one guide cell: the pixels that sample it
+    got = gated_conv(*inputs, backend=backend)
+    want = reference.gated_conv(*inputs)
+    assert want.isnan().any() and not want.isnan().all()
+    assert_close(got, want)
+
+
+@pytest.mark.parametrize("device,backend", BACKENDS)
+@pytest.mark.parametrize("gate_bias", [-200.0, 200.0])
+def test_saturated_gate(device, backend, gate_bias):
+    inputs = make_inputs(1, 4, 5, 6, 2, 3, device, requires_grad=True)
+    inputs[5] = torch.full((1,), gate_bias, device=device, requires_grad=True)
+    check_against_reference(inputs, backend)
 
 
 def test_cpu_backward_is_deterministic_across_thread_counts():

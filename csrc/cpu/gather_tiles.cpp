@@ -51,7 +51,7 @@ void forward_kernel(const scalar_t* image, const scalar_t* coarse, const int32_t
               bilinear_tap<acc_t>(window_pixel(ty, py, g, g.height), g.grid_h, g.height);
           for (int64_t px = 0; px < g.size; ++px)
             dst[py * g.size + px] =
-                static_cast<scalar_t>(upsampled_at<acc_t>(plane, g.grid_w, y_tap, x_taps[px]));
+                static_cast<scalar_t>(bilinear_at<acc_t>(plane, g.grid_w, y_tap, x_taps[px]));
         }
       }
     }

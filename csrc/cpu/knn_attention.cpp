@@ -20,30 +20,18 @@
 #include <vector>
 
 #include "checks.h"
+#include "cpu/simd.h"
 #include "relative_position.h"
 
 namespace fastmatte {
 namespace {
 
-// 16 bytes of acc_t (4 floats or 2 doubles) as a GCC/Clang vector: one SSE2 or NEON register,
-// so each operation on it is one SIMD instruction on any build target.
-template <typename T> struct Simd;
-template <> struct Simd<float> {
-  typedef float vec __attribute__((vector_size(16)));
-  typedef int32_t bits __attribute__((vector_size(16)));
-};
-template <> struct Simd<double> {
-  typedef double vec __attribute__((vector_size(16)));
-};
-template <typename T> using Vec = typename Simd<T>::vec;
-template <typename T> constexpr int64_t kLanes = 16 / sizeof(T);
-
-template <typename T> inline Vec<T> vload(const T* p) {
-  Vec<T> v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-template <typename T> inline void vstore(T* p, const Vec<T>& v) { std::memcpy(p, &v, sizeof(v)); }
+// 16 bytes of acc_t (4 floats or 2 doubles): one SSE2 or NEON register, so each operation on
+// it is one SIMD instruction on any build target.
+constexpr int kVecBytes = 16;
+template <typename T> using Vec = typename Simd<T, kVecBytes>::vec;
+template <typename T> constexpr int64_t kLanes = kVecBytes / sizeof(T);
+template <typename T> inline Vec<T> vload(const T* p) { return load_vec<kVecBytes>(p); }
 
 // e^x for softmax arguments x = score - max <= 0. The float version is Cephes' expf (within
 // 1e-7 relative) on whole vectors; x < -87 (e^x < 2e-38, nothing next to the max term's 1) is
@@ -60,7 +48,8 @@ inline Vec<float> softmax_exp(Vec<float> x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const Simd<float>::bits exponent = (__builtin_convertvector(n, Simd<float>::bits) + 127) << 23;
+  using Bits = SimdInt32<kVecBytes>::vec;
+  const Bits exponent = (__builtin_convertvector(n, Bits) + 127) << 23;
   V two_n;
   std::memcpy(&two_n, &exponent, sizeof(two_n));
   return p * two_n;

@@ -62,7 +62,7 @@ __global__ void gather_tiles_forward_kernel(const scalar_t* __restrict__ image,
   }
   const scalar_t* plane =
       coarse + (b * g.coarse_channels + p.c - g.image_channels) * g.grid_h * g.grid_w;
-  out[i] = static_cast<scalar_t>(upsampled_at<acc_t>(plane, g.grid_w,
+  out[i] = static_cast<scalar_t>(bilinear_at<acc_t>(plane, g.grid_w,
                                                      bilinear_tap<acc_t>(y, g.grid_h, g.height),
                                                      bilinear_tap<acc_t>(x, g.grid_w, g.width)));
 }

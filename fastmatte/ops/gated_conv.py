@@ -34,7 +34,8 @@ def gated_conv(x: torch.Tensor, guide: torch.Tensor, w_hidden: torch.Tensor, b_h
 
     Differentiable in every input. Weight gradients are per-block partial sums added in a fixed
     order (deterministic); the guide's gradient goes through ATen's upsample_bilinear2d_backward,
-    as eager F.interpolate's does. Non-contiguous inputs are copied.
+    as eager F.interpolate's does (on CUDA that one adds with atomics, as eager's does).
+    Non-contiguous inputs are copied.
     """
     _check_inputs(x, guide, w_hidden, b_hidden, w_gate, b_gate, w_out)
     choice = BACKENDS.resolve(x.device, backend)
