@@ -71,3 +71,14 @@ def test_cli_bench_writes_records(tmp_path, capsys):
 def test_cli_rejects_unknown_resolution(capsys):
     assert main(["bench", "--res", "8k"]) == 2
     assert "--res must be" in capsys.readouterr().err
+
+
+def test_forced_cuda_backend_of_a_triton_only_op_says_so(monkeypatch):
+    """On a CUDA build, backend="cuda" for an op whose GPU kernel is Triton names the op and
+    points at backend="triton" instead of claiming the build lacks CUDA."""
+    from fastmatte.ops import _backend
+
+    monkeypatch.setattr(_backend, "has_kernel", lambda op, key: op == "select_tiles")
+    backends = _backend.OpBackends("gated_conv", triton=True)
+    reason = backends.why_not("cuda", torch.device("cuda"))
+    assert reason == "gated_conv has no CUDA C++ kernel (its GPU kernel is Triton: backend='triton')"

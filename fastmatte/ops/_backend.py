@@ -40,7 +40,10 @@ class OpBackends:
         if backend == "cpu" and not self.cpu:
             return "the compiled extension fastmatte._C is not loaded (rebuild the package)"
         if backend == "cuda" and not self.cuda:
-            return "fastmatte was built without CUDA kernels (rebuild where torch has CUDA)"
+            if not has_kernel("select_tiles", "CUDA"):
+                return "fastmatte was built without CUDA kernels (rebuild where torch has CUDA)"
+            triton_hint = " (its GPU kernel is Triton: backend='triton')" if self.triton else ""
+            return f"{self.op} has no CUDA C++ kernel{triton_hint}"
         if backend == "triton":
             if not self.triton:
                 return f"{self.op} has no Triton kernel"
