@@ -57,12 +57,12 @@ setup(
     version=VERSION,
     description="Fast, exact operators and models for real-time HD/4K alpha matting",
     packages=["fastmatte", "fastmatte.ops", "fastmatte.reference", "fastmatte.nn", "fastmatte.metrics",
-              "fastmatte.kernels"],
+              "fastmatte.models",              "fastmatte.kernels"],
     package_dir={"fastmatte.kernels": "kernels"},
     python_requires=">=3.10",
     # A range, never a bare name: any torch >= 2.4 already installed satisfies it, so pip
     # never swaps the user's torch for another build.
-    install_requires=["torch>=2.4", "numpy", "scipy", "opencv-python-headless", "tqdm"],
+    install_requires=["torch>=2.4", "numpy", "scipy", "opencv-python-headless", "tqdm", "safetensors"],
     extras_require={"test": ["pytest", "pytest-benchmark"], "triton": ["triton"]},
     entry_points={"console_scripts": ["fastmatte=fastmatte.cli:main"]},
     ext_modules=[extension()],
