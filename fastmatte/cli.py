@@ -3,6 +3,7 @@
     fastmatte info                      version, torch, backends present, GPU
     fastmatte bench [--res hd,4k] ...   the operators vs their eager reference, as a table
     fastmatte eval PRED_DIR GT_DIR ...  matting metrics of predicted mattes vs ground truths
+    fastmatte sample OUT_DIR ...        a synthetic portrait photo and its true alpha, as PNGs
 """
 import argparse
 import json
@@ -129,6 +130,21 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_sample(args) -> int:
+    from fastmatte.benchmark import RESOLUTIONS
+    from fastmatte.sample import write_sample
+
+    try:
+        paths = write_sample(args.out_dir, RESOLUTIONS[args.res], args.seed, args.force)
+    except OSError as error:  # an existing file (not overwritten), or the folder cannot be written
+        print(f"fastmatte sample: {error}", file=sys.stderr)
+        return 2
+    height, width = RESOLUTIONS[args.res]
+    print(f"wrote {paths[0]} (synthetic portrait, {width}x{height} RGB, seed {args.seed}) and {paths[1]} "
+          "(its true alpha)")
+    return 0
+
+
 def _usage_error(message) -> int:
     print(f"fastmatte eval: {message}", file=sys.stderr)
     return 2
@@ -166,6 +182,14 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--csv", help="write one row per image to this CSV file")
     e.add_argument("--json", help="write the per-image rows, means and problems to this JSON file")
     e.set_defaults(run=cmd_eval)
+    s = sub.add_parser("sample", help="write a synthetic portrait photo and its true alpha (PNG)",
+                       description="Writes OUT_DIR/portrait.png and OUT_DIR/portrait_alpha.png, made here "
+                                   "from the seed (procedural, no download); refuses to overwrite them.")
+    s.add_argument("out_dir", metavar="OUT_DIR", help="created if missing")
+    s.add_argument("--res", choices=["hd", "4k"], default="hd", help="1920x1080 or 3840x2160 (default hd)")
+    s.add_argument("--seed", type=int, default=0, help="the same seed gives the same picture (default 0)")
+    s.add_argument("--force", action="store_true", help="overwrite existing portrait files")
+    s.set_defaults(run=cmd_sample)
     return p
 
 
