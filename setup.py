@@ -57,7 +57,7 @@ setup(
     version=VERSION,
     description="Fast, exact operators and models for real-time HD/4K alpha matting",
     packages=["fastmatte", "fastmatte.ops", "fastmatte.reference", "fastmatte.nn", "fastmatte.metrics",
-              "fastmatte.models", "fastmatte.kernels"],
+              "fastmatte.models", "fastmatte.losses", "fastmatte.kernels"],
     package_dir={"fastmatte.kernels": "kernels"},
     python_requires=">=3.10",
     # A range, never a bare name: any torch >= 2.4 already installed satisfies it, so pip
