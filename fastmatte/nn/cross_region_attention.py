@@ -69,7 +69,7 @@ class CrossRegionAttention(nn.Module):
         # Block 2: only the center's query attends over its group's own keys and values.
         normed = self.norm2(group)
         q0 = self.q2(normed[:, 0]).view(n, heads, d)
-        k2, v2 = self.kv2(normed).view(n, -1, 2, heads, d).unbind(2)
+        k2, v2 = self.kv2(normed).view(n, self.k + 1, 2, heads, d).unbind(2)
         table2 = self.bias_table2.to(q0.dtype)
         center = group[:, 0] + self.proj2(
             group_attention(q0.contiguous(), k2.contiguous(), v2.contiguous(), tiles, nbr, table2, s,
