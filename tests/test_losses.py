@@ -214,17 +214,16 @@ def test_trimap_from_alpha_accepts_uint8_and_marks_hard_edges():
 
 
 def tile_reference(alpha, tile, grid, kernel_size):
-    """Per-tile loops over the pixels inside the image: the trimap and alpha targets."""
+    """Per-tile loops over the image padded by edge replication (numpy): the trimap and alpha targets."""
     B, _, H, W = alpha.shape
+    padding = ((0, 0), (0, 0), (0, grid[0] * tile - H), (0, grid[1] * tile - W))
+    alpha = torch.from_numpy(np.pad(alpha.numpy(), padding, mode="edge"))
     pixels = trimap_from_alpha(alpha, kernel_size).numpy()
     classes = np.zeros((B, *grid), np.int64)
     means = np.zeros((B, 1, *grid))
     for b, ty, tx in np.ndindex(B, *grid):
         block = pixels[b, ty * tile:(ty + 1) * tile, tx * tile:(tx + 1) * tile]
         values = alpha[b, 0, ty * tile:(ty + 1) * tile, tx * tile:(tx + 1) * tile].double().numpy()
-        if block.size == 0:  # wholly in the padding
-            classes[b, ty, tx] = 2
-            continue
         means[b, 0, ty, tx] = values.mean()
         if (block == 1).any():
             classes[b, ty, tx] = 1

@@ -16,8 +16,8 @@ def cra_loss(outputs, gt_alpha, fg=None, bg=None, image=None, weights=None, trim
     outputs: the dict CRAMatting returns: alpha [B, 1, H, W], coarse_alpha [B, 1, h, w] and
     trimap logits [B, 3, h, w] on the 1/8 grid of the image padded (bottom/right) to a multiple
     of 16, h = ceil(H/16) * 2. gt_alpha: float [B, 1, H, W] in 0..1. The coarse targets are made
-    on that grid from the unpadded gt (coarse_alpha_target, coarse_trimap_target): only pixels
-    inside the image count, tiles wholly in the padding are background with alpha 0.
+    on that grid from gt padded by edge replication as the model pads the image
+    (coarse_alpha_target, coarse_trimap_target).
     Parts (unweighted, each a 0-d tensor):
       coarse_alpha  alpha_l1_loss(coarse_alpha, area-downsampled gt)
       trimap        trimap_loss(trimap, coarse_trimap_target(gt, kernel_size=trimap_kernel_size))

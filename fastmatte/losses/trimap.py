@@ -52,15 +52,15 @@ def coarse_trimap_target(alpha, tile=8, grid=None, kernel_size=5, iterations=1):
     alpha: [B, 1, H, W] float 0..1 or uint8 0..255. grid: (h, w) tiles, the grid of the image
     padded at the bottom/right to h * tile x w * tile (at least H x W); default the model's grid,
     (ceil(H/16) * 2, ceil(W/16) * 2) for tile 8, i.e. the image padded to a multiple of 2 * tile.
-    Only pixels inside the image count; tiles wholly in the padding are background, as the model
-    sees zeros there (no artificial outline is drawn where a subject touches the image border).
+    alpha is padded as CRAMatting pads the image, by repeating its last row and column, so the
+    target is the matte of the padded image the model sees.
     Returns int64 [B, h, w].
     """
     op = "losses.coarse_trimap_target"
     _check_alpha(op, alpha)
-    grid = _grid(op, alpha, tile, grid)
+    alpha = _pad_to_grid(alpha, tile, _grid(op, alpha, tile, grid))
     classes = trimap_from_alpha(alpha, kernel_size, iterations)
-    counts = _tile_sums(F.one_hot(classes, 3).permute(0, 3, 1, 2).to(torch.float32), tile, grid)
+    counts = _tile_sums(F.one_hot(classes, 3).permute(0, 3, 1, 2).to(torch.float32), tile)
     fg, unknown, bg = counts.unbind(1)
     target = torch.where(fg > bg, FOREGROUND, BACKGROUND)
     return torch.where(unknown > 0, UNKNOWN, target)
@@ -68,19 +68,15 @@ def coarse_trimap_target(alpha, tile=8, grid=None, kernel_size=5, iterations=1):
 
 def coarse_alpha_target(alpha, tile=8, grid=None):
     """The ground truth of CRAMatting's coarse alpha: the mean of alpha over each tile's pixels
-    inside the image (area downsampling), 0 for tiles wholly in the padding.
+    (area downsampling) after padding alpha to the grid by edge replication, as the model pads.
 
     alpha: [B, 1, H, W] float 0..1 or uint8 0..255 (read as v / 255). grid: as for
     coarse_trimap_target. Returns [B, 1, h, w] in alpha's float dtype (float32 for uint8).
     """
     op = "losses.coarse_alpha_target"
     _check_alpha(op, alpha)
-    grid = _grid(op, alpha, tile, grid)
-    if alpha.dtype == torch.uint8:
-        alpha = alpha.to(torch.float32) / 255
-    sums = _tile_sums(alpha, tile, grid)
-    inside = _tile_sums(torch.ones_like(alpha[:1]), tile, grid)
-    return sums / inside.clamp_min(1)
+    alpha = _pad_to_grid(alpha, tile, _grid(op, alpha, tile, grid))
+    return _tile_sums(alpha, tile) / tile ** 2
 
 
 def trimap_loss(logits, target, class_weights=None):
@@ -134,9 +130,16 @@ def _dilate(x, side):
     return F.max_pool2d(x, side, stride=1, padding=side // 2) if side > 1 else x
 
 
-def _tile_sums(x, tile, grid):
-    """[B, C, H, W] -> [B, C, h, w]: sums over tile x tile blocks, x padded with zeros to the grid."""
+def _pad_to_grid(alpha, tile, grid):
+    """alpha as float (uint8 read as v / 255) padded bottom/right to grid * tile pixels by edge
+    replication (CRAMatting's padding of the image)."""
+    if alpha.dtype == torch.uint8:
+        alpha = alpha.to(torch.float32) / 255
+    H, W = alpha.shape[-2:]
+    return F.pad(alpha, (0, grid[1] * tile - W, 0, grid[0] * tile - H), mode="replicate")
+
+
+def _tile_sums(x, tile):
+    """[B, C, h * tile, w * tile] -> [B, C, h, w]: sums over tile x tile blocks."""
     B, C, H, W = x.shape
-    h, w = grid
-    x = F.pad(x, (0, w * tile - W, 0, h * tile - H))
-    return x.reshape(B, C, h, tile, w, tile).sum((3, 5))
+    return x.reshape(B, C, H // tile, tile, W // tile, tile).sum((3, 5))
