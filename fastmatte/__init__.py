@@ -6,6 +6,7 @@ import torch
 from fastmatte._extension import HAS_C, LOAD_ERROR
 from fastmatte import metrics, nn, ops, reference
 from fastmatte import losses, models  # after ops and nn, which the models are built from
+from fastmatte.matter import Matter
 from fastmatte.ops import TileSelection
 
 try:
@@ -35,4 +36,5 @@ def info() -> dict:
     }
 
 
-__all__ = ["TileSelection", "info", "losses", "metrics", "models", "nn", "ops", "reference", "__version__"]
+__all__ = ["Matter", "TileSelection", "info", "losses", "metrics", "models", "nn", "ops", "reference",
+           "__version__"]

@@ -4,6 +4,7 @@
     fastmatte bench [--res hd,4k] ...   the operators vs their eager reference, as a table
     fastmatte eval PRED_DIR GT_DIR ...  matting metrics of predicted mattes vs ground truths
     fastmatte sample OUT_DIR ...        a synthetic portrait photo and its true alpha, as PNGs
+    fastmatte matte INPUT... -o OUT     alpha mattes (and composites) of images, folders, videos
 """
 import argparse
 import json
@@ -145,6 +146,12 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def cmd_matte(args) -> int:
+    from fastmatte.matte_files import run
+
+    return run(args)
+
+
 def _usage_error(message) -> int:
     print(f"fastmatte eval: {message}", file=sys.stderr)
     return 2
@@ -190,6 +197,22 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="the same seed gives the same picture (default 0)")
     s.add_argument("--force", action="store_true", help="overwrite existing portrait files")
     s.set_defaults(run=cmd_sample)
+    from fastmatte import matte_files
+
+    m = sub.add_parser("matte", help="alpha mattes (and composites) of image and video files",
+                       description=matte_files.__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    m.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, or folders of them")
+    m.add_argument("-o", "--out-dir", required=True, help="where the outputs go (created if missing)")
+    m.add_argument("--model", default="cra", help="model name (default cra)")
+    m.add_argument("--weights", help="local weights file (.safetensors or .pt); without it, random weights")
+    m.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if present, else cpu")
+    m.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32",
+                   help="fp16/bf16: CUDA only (default fp32)")
+    m.add_argument("--background", metavar="COLOR|IMAGE",
+                   help="also write composites over a colour (green, white, #RRGGBB, r,g,b) or an image file")
+    m.add_argument("--force", action="store_true", help="overwrite existing outputs (inputs never)")
+    m.set_defaults(run=cmd_matte)
     return p
 
 

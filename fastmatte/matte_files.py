@@ -1,0 +1,236 @@
+"""`fastmatte matte`: the alpha (and a composite) of image and video files, into one folder.
+
+Outputs, for an input STEM.EXT: images give STEM_alpha.png (8-bit gray) and, with a background,
+STEM_composite.png (RGB); videos give STEM_alpha.mp4 and STEM_composite.mp4 (mp4v, lossy).
+Inputs that share a stem (a.png and a.jpg) are told apart as STEM_EXT_alpha.png and so on.
+
+Before anything is read or written, the plan is checked, and the command stops with exit
+status 2 and writes nothing when: an input does not exist, a folder holds no image or video,
+two inputs would still give the same output name, an output would replace an input or the
+background image (never allowed), or an output exists already and --force was not given.
+While matting, an input that cannot be decoded is reported and skipped and the others go on;
+a video that ends before the frame count its container claims keeps the frames that could be
+decoded in its outputs. Both are listed at the end, with exit status 1.
+"""
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fastmatte.io import MATTE_SUFFIXES, UnreadableImage, read_image, write_image
+from fastmatte.video import VIDEO_SUFFIXES, UnreadableVideo, VideoEndedEarly, VideoReader, VideoWriter
+
+COLOURS = {"black": (0, 0, 0), "white": (255, 255, 255), "green": (0, 255, 0), "blue": (0, 0, 255),
+           "red": (255, 0, 0), "gray": (128, 128, 128), "grey": (128, 128, 128), "yellow": (255, 255, 0),
+           "cyan": (0, 255, 255), "magenta": (255, 0, 255)}
+DEFAULT_FPS = 25.0  # for a video whose container gives no frame rate
+
+
+class PlanError(ValueError):
+    """The command line asks for something that would fail or destroy a file; nothing was written."""
+
+
+@dataclass
+class Job:
+    """One input file and the files made from it: outputs["alpha"] and maybe outputs["composite"]."""
+    source: Path
+    is_video: bool
+    outputs: dict
+
+
+def plan(inputs, out_dir, composite: bool, force: bool, protected=()) -> list[Job]:
+    """The jobs for `inputs` (files, or folders whose images and videos are taken in name
+    order; the same file named twice is done once), or PlanError saying what is wrong.
+    protected: more files no output may replace (the background image)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PlanError(f"-o {out_dir} exists and is not a folder")
+    sources = {}
+    for given in map(Path, inputs):
+        if given.is_dir():
+            found = sorted(p for p in given.iterdir() if p.is_file() and not p.name.startswith(".")
+                           and p.suffix.lower() in MATTE_SUFFIXES + VIDEO_SUFFIXES)
+            if not found:
+                raise PlanError(f"{given}: the folder holds no image ({', '.join(MATTE_SUFFIXES)}) or video "
+                                f"({', '.join(VIDEO_SUFFIXES)})")
+        elif given.is_file():
+            found = [given]
+        else:
+            raise PlanError(f"{given}: no such file or folder")
+        for path in found:
+            sources.setdefault(path.resolve(), path)
+    stems = [p.stem for p in sources.values()]
+    jobs = []
+    for path in sources.values():
+        is_video = path.suffix.lower() in VIDEO_SUFFIXES
+        name = path.stem if stems.count(path.stem) == 1 else f"{path.stem}_{path.suffix.lstrip('.')}"
+        suffix = ".mp4" if is_video else ".png"
+        kinds = ("alpha", "composite") if composite else ("alpha",)
+        jobs.append(Job(path, is_video, {kind: out_dir / f"{name}_{kind}{suffix}" for kind in kinds}))
+    _check_outputs(jobs, set(sources) | {Path(p).resolve() for p in protected}, force)
+    return jobs
+
+
+def _check_outputs(jobs, protected, force):
+    made_by = {}
+    for job in jobs:
+        for out in job.outputs.values():
+            key = out.resolve()
+            if key in made_by:
+                raise PlanError(f"{made_by[key]} and {job.source} would both write {out}; rename one, or "
+                                "matte them into different folders")
+            if key in protected:
+                raise PlanError(f"refusing to write {out}: it is one of the inputs")
+            made_by[key] = job.source
+    existing = [str(out) for job in jobs for out in job.outputs.values() if out.exists()]
+    if existing and not force:
+        more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
+        raise PlanError(f"{', '.join(existing[:3])}{more} already exist(s); pass --force to overwrite")
+
+
+def parse_background(text: str):
+    """--background: a colour name (see COLOURS), #RRGGBB or r,g,b (ints 0..255) -> (r, g, b);
+    otherwise an image file -> uint8 RGB [H, W, 3]. PlanError when it is none of these."""
+    lowered = text.strip().lower()
+    if lowered in COLOURS:
+        return COLOURS[lowered]
+    if lowered.startswith("#") and len(lowered) == 7:
+        try:
+            return tuple(int(lowered[i:i + 2], 16) for i in (1, 3, 5))
+        except ValueError:
+            pass
+    parts = lowered.split(",")
+    if len(parts) == 3 and all(p.strip().isdigit() and int(p) <= 255 for p in parts):
+        return tuple(int(p) for p in parts)
+    if Path(text).is_file():
+        try:
+            return read_image(text)
+        except UnreadableImage as error:
+            raise PlanError(f"--background {error}") from error
+    raise PlanError(f"--background must be a colour ({', '.join(COLOURS)}, #RRGGBB or r,g,b with ints "
+                    f"0..255) or an image file; got {text!r}")
+
+
+def fit_background(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """uint8 RGB [height, width, 3]: `image` scaled to cover that size, keeping its aspect
+    ratio, and center-cropped."""
+    h, w = image.shape[:2]
+    scale = max(height / h, width / w)
+    size = (max(width, round(w * scale)), max(height, round(h * scale)))
+    resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    top, left = (size[1] - height) // 2, (size[0] - width) // 2
+    return np.ascontiguousarray(resized[top:top + height, left:left + width])
+
+
+class _Backgrounds:
+    """The composite background for each frame size: a colour as is, an image fitted once per size."""
+
+    def __init__(self, background):
+        self.background, self.fitted = background, {}
+
+    def __call__(self, height, width):
+        if isinstance(self.background, tuple):
+            return self.background
+        if (height, width) not in self.fitted:
+            self.fitted[(height, width)] = fit_background(self.background, height, width)
+        return self.fitted[(height, width)]
+
+
+def matte_image(matter, job: Job, backgrounds, force: bool, bar):
+    image = read_image(job.source)
+    if "composite" in job.outputs:
+        alpha, composite = matter.alpha_and_composite(image, backgrounds(*image.shape[:2]))
+        write_image(job.outputs["composite"], composite, overwrite=force)
+    else:
+        alpha = matter.alpha_uint8(image)
+    write_image(job.outputs["alpha"], alpha, overwrite=force)
+    bar.update(1)
+
+
+def matte_video(matter, job: Job, backgrounds, force: bool, bar):
+    """Returns a problem line when the video ended early, else None."""
+    with VideoReader(job.source) as reader, warnings.catch_warnings():
+        warnings.simplefilter("ignore", VideoEndedEarly)  # reported in the problem list instead
+        writers = {}
+        try:
+            for kind, path in job.outputs.items():
+                writers[kind] = VideoWriter(path, reader.fps or DEFAULT_FPS, reader.size, overwrite=force)
+            for frame in reader:
+                if "composite" in writers:
+                    alpha, composite = matter.alpha_and_composite(frame, backgrounds(*frame.shape[:2]))
+                    writers["composite"].write(composite)
+                else:
+                    alpha = matter.alpha_uint8(frame)
+                writers["alpha"].write(alpha)
+                bar.update(1)
+        finally:
+            for writer in writers.values():
+                writer.close()
+    if reader.ended_early:
+        return (f"{job.source}: only {reader.frames_read} of the {reader.frame_count} frames its container "
+                f"claims could be decoded; the outputs hold those {reader.frames_read}")
+    return None
+
+
+def frame_total(jobs) -> int:
+    """Frames to matte, for the progress bar: 1 per image, the claimed count per video."""
+    total = 0
+    for job in jobs:
+        if not job.is_video:
+            total += 1
+            continue
+        try:
+            with VideoReader(job.source) as reader:
+                total += reader.frame_count or 0
+        except UnreadableVideo:
+            pass  # reported when its turn comes
+    return total
+
+
+def run(args) -> int:
+    """The `fastmatte matte` command on parsed arguments (see fastmatte.cli); the exit status."""
+    import torch
+    from tqdm import tqdm
+
+    from fastmatte.matter import Matter, RandomWeightsWarning
+
+    try:
+        background = parse_background(args.background) if args.background else None
+        protected = [args.background] if isinstance(background, np.ndarray) else []
+        jobs = plan(args.inputs, args.out_dir, background is not None, args.force, protected)
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RandomWeightsWarning)  # said below, without a source line
+            matter = Matter(args.model, weights=args.weights, device=device, precision=args.precision)
+    except ValueError as error:  # PlanError, WeightsError, and Matter's argument checks
+        print(f"fastmatte matte: {error}", file=sys.stderr)
+        return 2
+    if matter.random_weights:
+        print(f"fastmatte matte: no --weights given, so the {args.model!r} model has random weights: these "
+              "mattes are meaningless (the speed is not)", file=sys.stderr)
+    Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+    backgrounds = _Backgrounds(background)
+    problems, written = [], 0
+    with tqdm(total=frame_total(jobs), desc="fastmatte matte", unit="frame", file=sys.stderr) as bar:
+        for job in jobs:
+            try:
+                if job.is_video:
+                    problem = matte_video(matter, job, backgrounds, args.force, bar)
+                    if problem:
+                        problems.append(problem)
+                else:
+                    matte_image(matter, job, backgrounds, args.force, bar)
+                written += len(job.outputs)
+            except (OSError, ValueError) as error:  # unreadable input, unwritable output, odd frame
+                problems.append(str(error) if str(job.source) in str(error) else f"{job.source}: {error}")
+    print(f"wrote {written} file(s) to {args.out_dir}; {len(jobs) - len(problems)} of {len(jobs)} input(s) "
+          "without problems")
+    if problems:
+        print(f"{len(problems)} problem(s):", file=sys.stderr)
+        for line in problems:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    return 0

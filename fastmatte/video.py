@@ -1,0 +1,133 @@
+"""Video files through OpenCV: RGB frames in (any container and codec its FFmpeg build reads),
+MPEG-4 Part 2 ("mp4v", the encoder opencv-python-headless ships with) out."""
+import math
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv")
+
+
+class UnreadableVideo(OSError):
+    """A video file that cannot be opened or decoded; the message names the file."""
+
+
+class VideoEndedEarly(UserWarning):
+    """Fewer frames could be decoded than the container claims (a truncated or damaged file)."""
+
+
+class VideoReader:
+    """The frames of a video file, each uint8 RGB [H, W, 3], in order; iterate once.
+
+    Attributes: fps (float; 0.0 when the container does not say), frame_count (the count the
+    container claims, None when it claims none; OpenCV estimates it for some formats),
+    width, height, size = (width, height), frames_read (how many frames iteration has
+    yielded so far). Raises UnreadableVideo naming the file when it is missing or cannot be
+    opened (including an MP4 cut short before its index, which sits at the end).
+
+    When the frames run out before frame_count, iteration ends normally after the frames that
+    could be decoded (the decoder conceals what it can, so the last of them may be partly
+    damaged), and a VideoEndedEarly warning says how many of how many were read;
+    `ended_early` is then True (breaking out of the loop yourself does not set it).
+    Use as a context manager, or call close().
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise UnreadableVideo(f"{self.path}: no such file")
+        self._capture = cv2.VideoCapture(str(self.path))
+        if not self._capture.isOpened():
+            raise UnreadableVideo(f"{self.path}: not a video OpenCV can open (unknown format, or damaged)")
+        fps = self._capture.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps) if math.isfinite(fps) and fps > 0 else 0.0
+        count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        self.frame_count = count if count > 0 else None
+        self.width = int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        self.height = int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        self.size = (self.width, self.height)
+        self.frames_read = 0
+        self.ended_early = False
+
+    def __iter__(self):
+        if self._capture is None:
+            raise ValueError(f"VideoReader({self.path}) is closed or was iterated already; open it again")
+        try:
+            while True:
+                ok, frame = self._capture.read()
+                if not ok:
+                    break
+                self.frames_read += 1
+                yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        finally:
+            self.close()
+        self.ended_early = self.frame_count is not None and self.frames_read < self.frame_count
+        if self.ended_early:
+            warnings.warn(VideoEndedEarly(f"{self.path}: only {self.frames_read} of the {self.frame_count} "
+                                          "frames its container claims could be decoded"), stacklevel=2)
+
+    def close(self):
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class VideoWriter:
+    """Writes uint8 frames to a new video file: RGB [H, W, 3], or gray [H, W] (stored as three
+    equal channels, so that every player shows it).
+
+    fps: frames per second (> 0); size: (width, height) of every frame, as OpenCV orders it.
+    fourcc: the codec; "mp4v" is what opencv-python-headless can encode (no H.264), lossy, so
+    an alpha video is an approximate alpha (write PNGs for exact values).
+    An existing file is never replaced unless overwrite (FileExistsError); OSError naming the
+    file when OpenCV cannot open it for writing. write() refuses a frame of another size
+    (OpenCV would drop it silently). Use as a context manager, or call close().
+    """
+
+    def __init__(self, path, fps: float, size, overwrite: bool = False, fourcc: str = "mp4v"):
+        self.path = Path(path)
+        if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+            raise ValueError(f"VideoWriter: fps must be a number > 0, got {fps!r}")
+        if len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size):
+            raise ValueError(f"VideoWriter: size must be (width, height), positive ints, got {size!r}")
+        if self.path.exists() and not overwrite:
+            raise FileExistsError(f"{self.path} already exists; not overwritten "
+                                  "(pass overwrite=True / --force)")
+        self.size = tuple(size)
+        self.frames_written = 0
+        self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*fourcc), float(fps), self.size)
+        if not self._writer.isOpened():
+            raise OSError(f"{self.path}: OpenCV cannot write a {fourcc!r} video there")
+
+    def write(self, frame: np.ndarray):
+        if self._writer is None:
+            raise ValueError(f"VideoWriter({self.path}) is closed")
+        width, height = self.size
+        is_array = isinstance(frame, np.ndarray)
+        if not is_array or frame.dtype != np.uint8 or frame.shape[:2] != (height, width) \
+                or not (frame.ndim == 2 or frame.ndim == 3 and frame.shape[2] == 3):
+            got = f"{frame.dtype} {list(frame.shape)}" if is_array else type(frame).__name__
+            raise ValueError(f"VideoWriter({self.path}): frame must be uint8 [{height}, {width}, 3] RGB or "
+                             f"[{height}, {width}] gray, got {got}")
+        code = cv2.COLOR_GRAY2BGR if frame.ndim == 2 else cv2.COLOR_RGB2BGR
+        self._writer.write(cv2.cvtColor(frame, code))
+        self.frames_written += 1
+
+    def close(self):
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
