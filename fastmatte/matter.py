@@ -94,10 +94,10 @@ class Matter:
     @torch.no_grad()
     def __call__(self, frame):
         alpha, _, layout, like = self._infer(frame)
-        alpha = alpha.float()
         if isinstance(like, np.ndarray):
-            return alpha[0, 0].cpu().numpy()
-        alpha = alpha.to(like.device)
+            return alpha[0, 0].float().cpu().numpy()
+        # A copy: never a graph's output, which the next replay overwrites.
+        alpha = alpha.to(like.device, torch.float32, copy=True)
         return alpha if layout == "bchw" else alpha[0, 0]
 
     @torch.no_grad()
@@ -139,14 +139,18 @@ class Matter:
     def _infer(self, frame):
         """(alpha [B, 1, H, W] on device, the frame on device as given, its layout, the frame)."""
         t, layout = _as_tensor(frame)
-        key = (tuple(t.shape), t.dtype, layout)
-        graph = self._graph_for(key) if self.cuda_graph else None
-        if graph is not None:
-            self._upload(t, graph.input)
-            graph.graph.replay()
-            return graph.alpha, graph.input, layout, frame
-        x = self._upload(t)
-        return self.model(self._model_input(x, layout))["alpha"], x, layout, frame
+        if self.device.type != "cuda":
+            t = t.to(self.device)
+            return self.model(self._model_input(t, layout))["alpha"], t, layout, frame
+        with torch.cuda.device(self.device):  # streams and events of this GPU, whichever is current
+            key = (tuple(t.shape), t.dtype, layout)
+            graph = self._graph_for(key) if self.cuda_graph else None
+            if graph is not None:
+                self._upload(t, graph.input)
+                graph.graph.replay()
+                return graph.alpha, graph.input, layout, frame
+            x = self._upload(t)
+            return self.model(self._model_input(x, layout))["alpha"], x, layout, frame
 
     def _model_input(self, x, layout):
         x = _bchw(x, layout)
@@ -170,7 +174,7 @@ class Matter:
         if slot is not None:
             if slot[1] is None:
                 slot[1] = torch.cuda.Event()
-            slot[1].record()
+            slot[1].record(torch.cuda.current_stream(self.device))
         return out
 
     def _staging_slot(self, t):
@@ -207,17 +211,16 @@ class Matter:
         static = torch.zeros(shape, dtype=dtype, device=self.device)
         run = lambda: self.model(self._model_input(static, layout))["alpha"]  # noqa: E731
         try:
-            with torch.cuda.device(self.device):
-                # Warm-up outside the capture (allocator, library handles, kernel compilation), on a
-                # side stream as capture requires.
-                side = torch.cuda.Stream()
-                side.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(side):
-                    run()
-                torch.cuda.current_stream().wait_stream(side)
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph):
-                    alpha = run()
+            # Warm-up outside the capture (allocator, library handles, kernel compilation), on a side
+            # stream as capture requires.
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                run()
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                alpha = run()
         except Exception as error:  # capture raises many types; eager still works
             warnings.warn(f"Matter: CUDA graph capture failed for {layout} frames {list(shape)} {dtype} "
                           f"({type(error).__name__}: {error}); running them eagerly", stacklevel=4)

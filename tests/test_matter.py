@@ -212,12 +212,14 @@ def test_cuda_graph_replays_match_eager_frames(precision):
         torch.testing.assert_close(t, eager.alpha_tensor(f), atol=atol, rtol=0)
     fp32 = Matter(CRAMatting.tiny(tile_capacity=16), device="cuda", cuda_graph=False)
     fp32.model.load_state_dict(model.state_dict())
-    np.testing.assert_allclose(graphed(frames[0]), fp32(frames[0]), atol=0.1)
-    device_frame = torch.from_numpy(frames[1]).cuda().permute(2, 0, 1)
-    for _ in range(3):
-        on_device = graphed(device_frame)
-    assert on_device.device.type == "cuda"
-    np.testing.assert_allclose(on_device.cpu().numpy(), graphed(frames[1]), atol=1e-6)
+    # Lower precisions may rank a few tiles differently; on average they must agree.
+    assert np.abs(graphed(frames[0]) - fp32(frames[0])).mean() < 0.02
+    a, b = [torch.from_numpy(f).cuda().permute(2, 0, 1) for f in frames[1:3]]
+    graphed(a)  # CHW frames on the GPU: a new key, eager the first time,
+    from_graph = graphed(b)  # captured and replayed the second,
+    graphed(a)  # and replayed again: the result above must not change.
+    assert from_graph.device.type == "cuda" and from_graph.shape == (72, 100)
+    torch.testing.assert_close(from_graph, eager(b), atol=atol, rtol=0)
 
 
 @needs_cuda
@@ -233,4 +235,6 @@ def test_failed_capture_falls_back_to_eager_with_a_warning(monkeypatch):
     monkeypatch.setattr(torch.cuda, "graph", refuse)
     with pytest.warns(UserWarning, match="CUDA graph capture failed .*capture refused for the test"):
         np.testing.assert_allclose(matter(rgb), expected, atol=1e-5)
-    np.testing.assert_allclose(matter(rgb), expected, atol=1e-5)  # eager from now on, no new warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_allclose(matter(rgb), expected, atol=1e-5)  # eager from now on, no new warning
