@@ -52,7 +52,7 @@ def write_chart(records, path) -> Path:
                 continue
             y = base - round(plot_h * value / top)
             cv2.rectangle(canvas, (left, y), (right, base), COLORS.get(backend, (150, 150, 150)), cv2.FILLED)
-            _text(canvas, f"{value:.1f}", ((left + right) // 2, y - 6), 0.5, center=True)
+            _text(canvas, f"{value:.3g}", ((left + right) // 2, y - 6), 0.5, center=True)
     cv2.line(canvas, (LEFT, base), (WIDTH - RIGHT, base), (0, 0, 0), 1)
     for b, backend in enumerate(backends):  # legend, bottom right
         x = WIDTH - RIGHT - 130 * (len(backends) - b)

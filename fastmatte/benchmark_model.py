@@ -1,10 +1,11 @@
 """End-to-end frames per second of a whole matting model: fastmatte vs the same model with
 backend="torch" (eager) and vs torch.compile of that eager model, batch 1, tensor in, alpha out.
 
-The weights are random (no pretrained CRA weights are available here), so the model is handed
-a fixed trimap on its 1/8 tile grid: the refined band, and with it the work, is the same
-realistic head-and-shoulders outline for every backend instead of whatever random weights
-predict. Speed does not depend on the weights' values.
+The input is fastmatte.sample's synthetic portrait photo. The weights are random (drawn from a
+fixed seed: no pretrained CRA weights are available here), so the model is handed a fixed
+trimap on its 1/8 tile grid (fastmatte.benchmark.portrait_trimap): the refined band, and with
+it the work, is the same realistic head-and-shoulders outline for every backend instead of
+whatever random weights predict. Speed does not depend on the weights' values.
 
 Precision: fp16/bf16 mean the model's parameters and the image are in that dtype
 (`model.to(dtype)`), as a deployment runs it, not autocast: autocast would leave the
@@ -24,10 +25,12 @@ from fastmatte.benchmark_profile import model_stages, profile_summary
 from fastmatte.models import MODELS, build_model
 from fastmatte.models.cra import STRIDE  # the model pads H and W to multiples of it
 from fastmatte.models.cra_refiner import TILE  # the trimap grid is 1/TILE of the padded image
+from fastmatte.sample import sample_portrait
 
 BACKENDS = ("fastmatte", "eager", "compile")
-DEFAULT_REPEATS = 10
+DEFAULT_REPEATS = {"cpu": 10, "cuda": 100}  # timed calls per figure, by device type
 WEIGHTS_SEED = 0
+MIN_SIZE = 64  # the smallest frame side: fastmatte.sample_portrait's
 # Largest |alpha_fastmatte - alpha_eager| accepted before timing: float32 reordering of sums
 # through the network stays near 1e-6; fp16/bf16 carry their rounding (2^-11, 2^-8) through it.
 DIFF_TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2, "bf16": 8e-2}
@@ -57,7 +60,7 @@ def check_arguments(model_name, resolutions, device, precision, names=None):
     for res in resolutions:
         if not (_is_size(res) or isinstance(res, str) and res in RESOLUTIONS):
             raise ValueError(f"{name['resolutions']} must hold names among {', '.join(RESOLUTIONS)} or "
-                             f"(height, width) pairs of ints >= {STRIDE}; got {res!r}")
+                             f"(height, width) pairs of ints >= {MIN_SIZE}; got {res!r}")
     device = torch.device(device)
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"{name['device']} must be cpu or cuda; got {str(device)!r}")
@@ -72,23 +75,24 @@ def check_arguments(model_name, resolutions, device, precision, names=None):
 
 def parse_resolutions(text: str, option="resolutions") -> list:
     """"hd,4k,64x96" -> ["hd", "4k", (64, 96)]: names of RESOLUTIONS or HEIGHTxWIDTH sizes (ints
-    >= 16). ValueError naming `option` for anything else."""
+    >= MIN_SIZE). ValueError naming `option` for anything else."""
     parsed = []
     for item in text.split(","):
         size = item.lower().split("x")
         if item in RESOLUTIONS:
             parsed.append(item)
-        elif len(size) == 2 and all(n.isdigit() for n in size) and min(map(int, size)) >= STRIDE:
+        elif len(size) == 2 and all(n.isascii() and n.isdigit() for n in size) \
+                and min(map(int, size)) >= MIN_SIZE:
             parsed.append((int(size[0]), int(size[1])))
         else:
             raise ValueError(f"{option} must be a comma list of {', '.join(RESOLUTIONS)} or HEIGHTxWIDTH "
-                             f"sizes of at least {STRIDE} pixels (e.g. 64x96); got {item!r}")
+                             f"sizes of at least {MIN_SIZE} pixels (e.g. 64x96); got {item!r}")
     return parsed
 
 
 def _is_size(res) -> bool:
     return (isinstance(res, (tuple, list)) and len(res) == 2
-            and all(isinstance(n, int) and not isinstance(n, bool) and n >= STRIDE for n in res))
+            and all(isinstance(n, int) and not isinstance(n, bool) and n >= MIN_SIZE for n in res))
 
 
 def frame_size(resolution) -> tuple[int, int, str]:
@@ -100,30 +104,14 @@ def frame_size(resolution) -> tuple[int, int, str]:
     return height, width, resolution
 
 
-def portrait_image(height, width, seed=0) -> torch.Tensor:
-    """A portrait-like frame [1, 3, H, W] float32 in [0, 1]: a lit, textured backdrop and a
-    skin-toned head-and-shoulders figure, so that every layer sees image-like statistics."""
-    gen = torch.Generator().manual_seed(seed)
-    y = torch.linspace(0, 1, height).view(height, 1)
-    x = torch.linspace(0, 1, width).view(1, width)
-    aspect = width / height
-    head = ((x - 0.5) * aspect / 0.22) ** 2 + ((y - 0.36) / 0.28) ** 2 < 1
-    body = ((x - 0.5) * aspect / 0.48) ** 2 + ((y - 1.15) / 0.5) ** 2 < 1
-    figure = (head | body).float()
-    backdrop = torch.stack([0.25 + 0.5 * x * y.new_ones(height, 1), 0.4 + 0.3 * y * x.new_ones(1, width),
-                            0.6 - 0.2 * x * y])
-    skin = torch.tensor([0.85, 0.62, 0.5]).view(3, 1, 1)
-    image = backdrop * (1 - figure) + skin * (0.7 + 0.3 * (1 - y)) * figure
-    image = image + 0.04 * torch.randn(3, height, width, generator=gen)
-    return image.clamp(0, 1).unsqueeze(0)
-
-
 def model_inputs(height, width, device, dtype=torch.float32) -> ModelInputs:
-    """The benchmark frame at H x W: portrait_image and, on the padded size (multiples of 16)
-    the model works at, portrait_trimap's outline (about 5-10% unknown tiles at HD/4K)."""
+    """The benchmark frame at H x W (ints >= 64): fastmatte.sample's portrait photo and, on the
+    padded size (multiples of 16) the model works at, portrait_trimap's outline (about 5-10%
+    unknown tiles at HD/4K)."""
     padded_h, padded_w = (math.ceil(n / STRIDE) * STRIDE for n in (height, width))
     trimap = portrait_trimap(padded_h, padded_w, tile=TILE)
-    return ModelInputs(portrait_image(height, width).to(device, dtype), trimap.to(device, dtype))
+    photo = torch.from_numpy(sample_portrait(height, width)[0]).permute(2, 0, 1)[None]
+    return ModelInputs((photo / 255).to(device, dtype), trimap.to(device, dtype))
 
 
 def prepare_model(model_name, device, dtype=torch.float32, model_kwargs=None, model=None,
@@ -160,31 +148,33 @@ def max_abs_diff(alpha, reference) -> float:
 
 
 def model_benchmark(model_name="cra", resolutions=("hd",), device=None, precision="fp32",
-                    repeats=DEFAULT_REPEATS, compile=None, profile=False, model_kwargs=None, *,
+                    repeats=None, compile=None, profile=False, model_kwargs=None, *,
                     model=None, tolerance=None) -> list[dict]:
     """Frames per second of the model at each resolution, batch 1, per backend.
 
     resolutions: names ("hd", "4k") or explicit (height, width) pairs (labelled "HxW").
     device: "cpu" / "cuda" / torch.device, default cuda if present. precision: fp32, or on
-    CUDA fp16/bf16 (the model and the image in that dtype). repeats: timed calls per figure,
-    the backends taking turns (interleaved_ms: fewer, at least 5, once 10 s per backend are
-    spent), after a check of each backend's output and a warm-up. compile: also time torch.compile of
-    the eager model (default: on CUDA yes, on the CPU no; a compilation error is recorded in
-    the record's "error", not raised). profile: attach profile_summary of the fastmatte
-    and the eager forward (top ops, and the time in each of model_stages) to their records
-    (key "profile").
+    CUDA fp16/bf16 (the model and the image in that dtype). repeats: timed calls per figure
+    (default DEFAULT_REPEATS of the device type), the backends taking turns (interleaved_ms:
+    fewer, at least 5, once 10 s per backend are spent), after a check of each backend's output
+    and a warm-up. compile: also time torch.compile of the eager model (default: on CUDA yes,
+    on the CPU no; a compilation error is recorded in the record's "error", not raised).
+    profile: attach profile_summary of the fastmatte and the eager forward (top ops, and the
+    time in each of model_stages) to their records (key "profile").
     model_kwargs: passed to build_model; model: a ready module to time instead (moved to the
     device and dtype in place); its records are still labelled model_name.
     tolerance: largest accepted max |alpha - eager alpha| (default DIFF_TOLERANCE[precision]).
 
     Returns one record per (resolution, backend): model, resolution, height, width, backend,
     precision, fps_median, ms_median, tiles (refined tiles, from the selection's count),
+    capacity (the selection's rows: the refiner's layers run over all of them, padding included),
     max_abs_diff_vs_eager, error (None, or why the compile backend has no figure), device,
     torch, commit, model_kwargs. Raises OutputMismatch when fastmatte's alpha is off.
     """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     check_arguments(model_name, resolutions, device, precision)
     compile = device.type == "cuda" if compile is None else compile
+    repeats = repeats or DEFAULT_REPEATS[device.type]
     dtype = PRECISIONS[precision]
     tolerance = DIFF_TOLERANCE[precision] if tolerance is None else tolerance
     common = dict(model=model_name, precision=precision, device=device_name(device), torch=torch.__version__,
@@ -206,7 +196,8 @@ def model_benchmark(model_name="cra", resolutions=("hd",), device=None, precisio
             for backend, ms in interleaved_ms(ready, device, repeats).items():
                 figures, out = checked[backend]
                 # the count is read (a host sync) only now, outside the timed calls; the inputs are fixed
-                figures.update(ms_median=ms, fps_median=1e3 / ms, tiles=int(out["selection"].count.sum()))
+                figures.update(ms_median=ms, fps_median=1e3 / ms, tiles=int(out["selection"].count.sum()),
+                               capacity=out["selection"].tiles.shape[0])
             group = [dict(frame, backend=backend, **figures) for backend, (figures, _) in checked.items()]
             if profile:  # both backends, stage by stage: what the fastmatte ops save
                 for record in group[:2]:
@@ -218,11 +209,12 @@ def model_benchmark(model_name="cra", resolutions=("hd",), device=None, precisio
 
 def check_backend(run, backend, eager_alpha, device, tolerance, label) -> tuple[dict, dict]:
     """Call run() (this compiles the "compile" backend), compare its alpha with the eager
-    model's and warm it up. Returns (figures, output): figures = fps_median, ms_median and
-    tiles (None until timed), max_abs_diff_vs_eager, and error = None, or for the compile
+    model's and warm it up. Returns (figures, output): figures = fps_median, ms_median, tiles
+    and capacity (None until timed), max_abs_diff_vs_eager, and error = None, or for the compile
     backend why it cannot be timed (its failure is a result to report, not a crash). Raises
     OutputMismatch when another backend's alpha is more than `tolerance` off."""
-    figures = dict(fps_median=None, ms_median=None, tiles=None, max_abs_diff_vs_eager=None, error=None)
+    figures = dict(fps_median=None, ms_median=None, tiles=None, capacity=None, max_abs_diff_vs_eager=None,
+                   error=None)
     try:
         out = run()
         figures["max_abs_diff_vs_eager"] = diff = max_abs_diff(out["alpha"], eager_alpha)

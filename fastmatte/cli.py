@@ -180,7 +180,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--suite", help="comma list of suites: tiles, attention, gated_conv, trimap_fusion, "
                                    "metrics (default: all but metrics)")
     b.add_argument("--ops", help="comma list of cases to time within the suites (default: all)")
-    b.add_argument("--repeats", type=int, help="timed runs per figure (default 30; 10 with --model)")
+    b.add_argument("--repeats", type=int,
+                   help="timed runs per figure (default 30; with --model 10 on the CPU, 100 on CUDA)")
     b.add_argument("--compile", action=argparse.BooleanOptionalAction,
                    help="on CUDA, also time torch.compile of the reference; with --model on by default "
                         "on CUDA, and --compile times it on the CPU too")

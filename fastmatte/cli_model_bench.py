@@ -41,7 +41,7 @@ def cmd_bench_model(args) -> int:
     if out.exists() and not out.is_dir():
         return _usage_error(f"--out {out} is a file, not a folder")
     stem = out / f"{args.model}_{device.type}_{args.precision}"
-    repeats = args.repeats or DEFAULT_REPEATS
+    repeats = args.repeats or DEFAULT_REPEATS[device.type]
     print(f"model {args.model} (random weights; the refined band is a fixed portrait trimap, the same for "
           f"every backend), batch 1, median of {repeats} calls (at least 5 within 10 s), backends taking "
           f"turns, synchronized")

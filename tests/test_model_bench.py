@@ -18,8 +18,8 @@ from fastmatte.cli import main
 from fastmatte.models import CRAMatting
 
 SIZE = (100, 150)  # not multiples of 16: the model pads to 112 x 160, a 14 x 20 tile grid
-KEYS = {"model", "resolution", "height", "width", "backend", "precision", "fps_median",
-        "ms_median", "tiles", "max_abs_diff_vs_eager", "error", "device", "torch", "commit", "model_kwargs"}
+KEYS = {"model", "resolution", "height", "width", "backend", "precision", "fps_median", "ms_median", "tiles",
+        "capacity", "max_abs_diff_vs_eager", "error", "device", "torch", "commit", "model_kwargs"}
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +55,7 @@ def test_tiles_are_the_trimaps_unknown_tiles_for_both_backends(records):
     capacity = math.ceil(0.1 * 14 * 20)  # the default tile_capacity: 10% of the grid
     assert 0 < unknown
     assert records[0]["tiles"] == records[1]["tiles"] == min(unknown, capacity)
+    assert records[0]["capacity"] == records[1]["capacity"] == CRAMatting.tiny().capacity(1, 14, 20)
 
 
 def test_random_weights_are_the_same_in_every_run_and_leave_the_global_rng_alone(tiny_cra):
@@ -105,7 +106,7 @@ def test_interleaved_timing_takes_turns_and_gives_medians():
 
 def test_parse_resolutions():
     assert parse_resolutions("hd,4k,64x96,100X150") == ["hd", "4k", (64, 96), (100, 150)]
-    for bad in ("8k", "8x96", "64x", "64x96x2", "", "-64x96"):
+    for bad in ("8k", "48x96", "64x", "64x96x2", "", "-64x96"):
         with pytest.raises(ValueError, match="--res must be a comma list of hd, 4k or HEIGHTxWIDTH"):
             parse_resolutions(bad, "--res")
 
@@ -164,16 +165,16 @@ def test_cli_unknown_model_missing_gpu_and_model_only_options(capsys, tmp_path):
 
 def test_cli_end_to_end_writes_records_chart_and_profile(tmp_path, tiny_cra, capsys):
     (tmp_path / "notes.txt").write_text("mine")
-    argv = ["bench", "--model", "cra", "--res", "64x96,48x80", "--device", "cpu", "--repeats", "5",
+    argv = ["bench", "--model", "cra", "--res", "64x96,80x128", "--device", "cpu", "--repeats", "5",
             "--profile", "--out", str(tmp_path)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     records = json.loads((tmp_path / "cra_cpu_fp32.json").read_text())
     assert [(r["resolution"], r["backend"]) for r in records] == [
-        ("64x96", "fastmatte"), ("64x96", "eager"), ("48x80", "fastmatte"), ("48x80", "eager")]
+        ("64x96", "fastmatte"), ("64x96", "eager"), ("80x128", "fastmatte"), ("80x128", "eager")]
     for r in records:  # fastmatte and eager profiled
         assert r["profile"]["ops"] and "refiner.attention" in r["profile"]["stages"]
-    rows = [line.split() for line in printed.splitlines() if line.startswith(("64x96 ", "48x80 "))]
+    rows = [line.split() for line in printed.splitlines() if line.startswith(("64x96 ", "80x128 "))]
     assert [row[1] for row in rows] == ["fastmatte", "eager"] * 2 and rows[1][5] == "1.00x"
     assert int(rows[0][2]) == records[0]["tiles"]
     # the speedup column is eager ms / fastmatte ms, recomputed here from the records
@@ -182,7 +183,7 @@ def test_cli_end_to_end_writes_records_chart_and_profile(tmp_path, tiny_cra, cap
     assert cv2.imread(str(tmp_path / "cra_cpu_fp32.png")) is not None
     profile = (tmp_path / "cra_cpu_fp32_profile.txt").read_text()
     assert "by stage" in profile and "backbone" in profile and "rest of forward" in profile
-    assert "profile of cra 64x96 eager" in profile and "profile of cra 48x80 fastmatte" in profile
+    assert "profile of cra 64x96 eager" in profile and "profile of cra 80x128 fastmatte" in profile
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "cra_cpu_fp32.json", "cra_cpu_fp32.png", "cra_cpu_fp32_profile.txt", "notes.txt"]
     assert (tmp_path / "notes.txt").read_text() == "mine"
