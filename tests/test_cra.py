@@ -140,6 +140,20 @@ def test_registry_builds_the_model():
         build_model("nope")
 
 
+def test_imagenet_backbone_weights_load_into_the_patch16_model(tmp_path):
+    from fastmatte.models.swin import SwinTransformer
+
+    imagenet = SwinTransformer(embed_dim=8, depths=(2, 2), num_heads=(1, 2), window_size=4, patch_size=4)
+    state = {k: v for k, v in imagenet.state_dict().items() if not k.startswith(("norm0", "norm1"))}
+    torch.save({"model": state}, tmp_path / "swin.pth")
+    model = CRAMatting.tiny()
+    report = model.load_backbone(tmp_path / "swin.pth")
+    assert report.resampled == ["patch_embed.proj.weight"]
+    block = "layers.1.blocks.1.attn.qkv.weight"
+    assert torch.equal(model.backbone.state_dict()[block], state[block])
+    assert model.backbone.patch_embed.proj.weight.shape[-2:] == (16, 16)
+
+
 def test_default_is_the_papers_model():
     model = CRAMatting()
     assert model.backbone.out_channels == [96, 192, 384, 768]

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fastmatte.models.backbone_weights import load_backbone_weights
 from fastmatte.models.cra_decoder import CoarseDecoder
 from fastmatte.models.cra_refiner import TILE, TileRefiner
 from fastmatte.models.swin import SwinTransformer
@@ -63,6 +64,12 @@ class CRAMatting(nn.Module):
         config = dict(embed_dim=8, depths=(2, 2), num_heads=(1, 2), window_size=4, token_dim=16,
                       attention_heads=2, head_dim=8, decoder_width=16, refiner_channels=(4, 8))
         return cls(**(config | overrides))
+
+    def load_backbone(self, path, strict=True):
+        """Initialize the backbone from ImageNet Swin weights (e.g. swin_tiny_patch4_window7_224.pth,
+        a local file): see fastmatte.models.backbone_weights.load_backbone_weights, which resamples
+        the 4x4 patch kernel to this model's patch. Returns its BackboneLoadReport."""
+        return load_backbone_weights(self.backbone, path, strict=strict)
 
     def capacity(self, batch: int, grid_height: int, grid_width: int) -> int:
         """How many tiles are refined for a batch whose 1/8 grid is grid_height x grid_width."""
