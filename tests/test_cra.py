@@ -67,6 +67,7 @@ def test_capacity_int_and_fraction():
     assert tiny(tile_capacity=5)(image)["selection"].tiles.shape[0] == 5
     assert tiny(tile_capacity=0.3)(image)["selection"].tiles.shape[0] == math.ceil(0.3 * 64)
     assert tiny(tile_capacity=1.0).capacity(2, 10, 12) == 240
+    assert tiny(tile_capacity=0.1).capacity(1, 14, 20) == 28  # 10% of 280 exactly, not 28.000000000000004 -> 29
     out = tiny(tile_capacity=0)(image)  # nothing refined: the upsampled coarse alpha
     upsampled = F.interpolate(out["coarse_alpha"], scale_factor=8, mode="bilinear", align_corners=False)
     torch.testing.assert_close(out["alpha"], upsampled, atol=1e-6, rtol=0)

@@ -1,6 +1,7 @@
 """CRAMatting (Zhong & Zharkov, "Lightweight Portrait Matting via Regional Attention and
 Refinement", WACV 2024): trimap-free HD/4K portrait matting in two stages."""
 import math
+from fractions import Fraction
 
 import torch
 import torch.nn.functional as F
@@ -75,7 +76,8 @@ class CRAMatting(nn.Module):
         """How many tiles are refined for a batch whose 1/8 grid is grid_height x grid_width."""
         if isinstance(self.tile_capacity, int):
             return self.tile_capacity
-        return math.ceil(self.tile_capacity * batch * grid_height * grid_width)
+        # The fraction as written (0.1 is 1/10, not the nearest double), so 10% of 32640 is 3264.
+        return math.ceil(Fraction(str(self.tile_capacity)) * batch * grid_height * grid_width)
 
     def forward(self, image, trimap=None, backend=None):
         _check_image(image, self.mean)
