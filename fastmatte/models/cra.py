@@ -1,6 +1,5 @@
 """CRAMatting (Zhong & Zharkov, "Lightweight Portrait Matting via Regional Attention and
 Refinement", WACV 2024): trimap-free HD/4K portrait matting in two stages."""
-import math
 from fractions import Fraction
 
 import torch
@@ -52,6 +51,8 @@ class CRAMatting(nn.Module):
             raise ValueError(f"CRAMatting: downsample * patch_size must be {STRIDE} (e.g. 1 and 16, or "
                              f"2 and 8), got downsample={downsample}, patch_size={patch_size}")
         self.tile_capacity = _check_capacity(tile_capacity)
+        # The fraction as written (0.1 is 1/10, not the nearest double): 10% of 32640 tiles is 3264.
+        self._capacity_ratio = Fraction(str(tile_capacity)).as_integer_ratio()
         self.downsample = downsample
         self.backbone = SwinTransformer(3, embed_dim, depths, num_heads, window_size, patch_size)
         self.decoder = CoarseDecoder(self.backbone.out_channels, decoder_width)
@@ -76,8 +77,8 @@ class CRAMatting(nn.Module):
         """How many tiles are refined for a batch whose 1/8 grid is grid_height x grid_width."""
         if isinstance(self.tile_capacity, int):
             return self.tile_capacity
-        # The fraction as written (0.1 is 1/10, not the nearest double), so 10% of 32640 is 3264.
-        return math.ceil(Fraction(str(self.tile_capacity)) * batch * grid_height * grid_width)
+        numerator, denominator = self._capacity_ratio
+        return -(-numerator * batch * grid_height * grid_width // denominator)  # integer ceiling
 
     def forward(self, image, trimap=None, backend=None):
         _check_image(image, self.mean)
