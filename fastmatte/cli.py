@@ -2,6 +2,7 @@
 
     fastmatte info                      version, torch, backends present, GPU
     fastmatte bench [--res hd,4k] ...   the operators vs their eager reference, as a table
+    fastmatte bench --model cra ...     the whole model end to end (FPS), table + JSON + chart
     fastmatte eval PRED_DIR GT_DIR ...  matting metrics of predicted mattes vs ground truths
     fastmatte sample OUT_DIR ...        a synthetic portrait photo and its true alpha, as PNGs
     fastmatte matte INPUT... -o OUT     alpha mattes (and composites) of images, folders, videos
@@ -12,6 +13,9 @@ import sys
 from pathlib import Path
 
 import torch
+
+
+DEFAULT_SUITES = "tiles,attention,gated_conv,trimap_fusion"
 
 
 def cmd_info(args) -> int:
@@ -25,6 +29,14 @@ def cmd_info(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.model:
+        from fastmatte.cli_model_bench import cmd_bench_model
+
+        return cmd_bench_model(args)
+    for option, given in (("--profile", args.profile), ("--out", args.out is not None)):
+        if given:
+            print(f"fastmatte bench: {option} applies with --model only", file=sys.stderr)
+            return 2
     from fastmatte.benchmark import PRECISIONS, RESOLUTIONS, device_name, git_commit, median_ms
     from fastmatte.benchmark_attention import attention_cases
     from fastmatte.benchmark_gated_conv import gated_conv_cases
@@ -37,13 +49,15 @@ def cmd_bench(args) -> int:
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = PRECISIONS[args.precision]
+    repeats = args.repeats or 30
     resolutions = args.res.split(",")
     for res in resolutions:
         if res not in RESOLUTIONS:
             print(f"fastmatte bench: --res must be a comma list of {', '.join(RESOLUTIONS)}; got {res!r}",
                   file=sys.stderr)
             return 2
-    for suite in args.suite.split(","):
+    suite_names = (args.suite or DEFAULT_SUITES).split(",")
+    for suite in suite_names:
         if suite not in suites:
             print(f"fastmatte bench: --suite must be a comma list of {', '.join(suites)}; got {suite!r}",
                   file=sys.stderr)
@@ -52,22 +66,22 @@ def cmd_bench(args) -> int:
               "commit": git_commit()}
     records = []
     print(f"device: {common['device']}   torch {common['torch']}   precision {args.precision}   "
-          f"median of {args.repeats} runs (at least 5 within 10 s), synchronized")
-    if "metrics" in args.suite.split(","):
+          f"median of {repeats} runs (at least 5 within 10 s), synchronized")
+    if "metrics" in suite_names:
         print("metrics suite: uint8 inputs (precision unused); its 'eager' column is a NumPy/SciPy "
               "implementation on the CPU")
     print(f"{'op':26s} {'res':4s} {'tiles':>6s} {'fastmatte ms':>13s} {'eager ms':>10s} {'speedup':>8s} "
           f"{'GB/s':>8s}")
-    cases = ((res, case) for res in resolutions for suite in args.suite.split(",")
+    cases = ((res, case) for res in resolutions for suite in suite_names
              for case in suites[suite](res, device, dtype))
     for res, case in cases:
         if args.ops and case.op not in args.ops.split(","):
             continue
-        timings = {"fastmatte": median_ms(case.fastmatte, device, args.repeats),
-                   "eager": median_ms(case.eager, device, args.repeats)}
+        timings = {"fastmatte": median_ms(case.fastmatte, device, repeats),
+                   "eager": median_ms(case.eager, device, repeats)}
         if device.type == "cuda" and args.compile:
             compiled = torch.compile(case.eager)
-            timings["compile"] = median_ms(compiled, device, args.repeats)
+            timings["compile"] = median_ms(compiled, device, repeats)
         for backend, ms in timings.items():
             records.append(dict(op=case.op, resolution=res, backend=backend, median_ms=ms,
                                 gbps=case.min_bytes / ms / 1e6, tiles=case.tiles, **common))
@@ -162,17 +176,27 @@ def parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="version, torch, backends present, GPU").set_defaults(run=cmd_info)
-    b = sub.add_parser("bench", help="time the operators against their eager references")
-    b.add_argument("--res", default="hd", help="comma list of hd, 4k (default: hd)")
+    b = sub.add_parser("bench", help="time the operators (or with --model, a whole model) against their "
+                                     "eager references")
+    b.add_argument("--model", help="time this model end to end (cra) instead of the op suites: writes "
+                                   "OUT/<model>_<device>_<precision>.json and .png, replacing them")
+    b.add_argument("--res", default="hd", help="comma list of hd, 4k (default: hd); with --model also "
+                                               "HEIGHTxWIDTH sizes, e.g. 64x96")
     b.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if present, else cpu")
     b.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32")
-    b.add_argument("--suite", default="tiles,attention,gated_conv,trimap_fusion",
-                   help="comma list of suites: tiles, attention, gated_conv, trimap_fusion, metrics "
-                        "(default: all but metrics)")
+    b.add_argument("--suite", help="comma list of suites: tiles, attention, gated_conv, trimap_fusion, "
+                                   "metrics (default: all but metrics)")
     b.add_argument("--ops", help="comma list of cases to time within the suites (default: all)")
-    b.add_argument("--repeats", type=int, default=30, help="timed runs per figure (default 30)")
-    b.add_argument("--compile", action="store_true", help="on CUDA, also time torch.compile of the reference")
+    b.add_argument("--repeats", type=int,
+                   help="timed runs per figure (default 30; with --model 10 on the CPU, 100 on CUDA)")
+    b.add_argument("--compile", action=argparse.BooleanOptionalAction,
+                   help="on CUDA, also time torch.compile of the reference; with --model on by default "
+                        "on CUDA, and --compile times it on the CPU too")
     b.add_argument("--json", help="write the records (a JSON list) to this file")
+    b.add_argument("--profile", action="store_true",
+                   help="with --model: time per stage and a torch.profiler summary of the fastmatte "
+                        "forward, also written to OUT/<model>_<device>_<precision>_profile.txt")
+    b.add_argument("--out", help="with --model: the results folder (default bench/results)")
     b.set_defaults(run=cmd_bench)
     e = sub.add_parser("eval", help="matting metrics (DIM convention) of predicted mattes vs ground truths",
                        description="Matches PRED_DIR and GT_DIR files by name without extension, prints the "

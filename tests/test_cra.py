@@ -67,6 +67,7 @@ def test_capacity_int_and_fraction():
     assert tiny(tile_capacity=5)(image)["selection"].tiles.shape[0] == 5
     assert tiny(tile_capacity=0.3)(image)["selection"].tiles.shape[0] == math.ceil(0.3 * 64)
     assert tiny(tile_capacity=1.0).capacity(2, 10, 12) == 240
+    assert tiny(tile_capacity=0.1).capacity(1, 14, 20) == 28  # 10% of 280 exactly, not 28.000000000000004 -> 29
     out = tiny(tile_capacity=0)(image)  # nothing refined: the upsampled coarse alpha
     upsampled = F.interpolate(out["coarse_alpha"], scale_factor=8, mode="bilinear", align_corners=False)
     torch.testing.assert_close(out["alpha"], upsampled, atol=1e-6, rtol=0)
@@ -138,6 +139,20 @@ def test_registry_builds_the_model():
     assert isinstance(build_model("cra", embed_dim=8, depths=(2, 2), num_heads=(1, 2)), CRAMatting)
     with pytest.raises(ValueError, match="unknown model 'nope'"):
         build_model("nope")
+
+
+def test_imagenet_backbone_weights_load_into_the_patch16_model(tmp_path):
+    from fastmatte.models.swin import SwinTransformer
+
+    imagenet = SwinTransformer(embed_dim=8, depths=(2, 2), num_heads=(1, 2), window_size=4, patch_size=4)
+    state = {k: v for k, v in imagenet.state_dict().items() if not k.startswith(("norm0", "norm1"))}
+    torch.save({"model": state}, tmp_path / "swin.pth")
+    model = CRAMatting.tiny()
+    report = model.load_backbone(tmp_path / "swin.pth")
+    assert report.resampled == ["patch_embed.proj.weight"]
+    block = "layers.1.blocks.1.attn.qkv.weight"
+    assert torch.equal(model.backbone.state_dict()[block], state[block])
+    assert model.backbone.patch_embed.proj.weight.shape[-2:] == (16, 16)
 
 
 def test_default_is_the_papers_model():

@@ -1,4 +1,5 @@
 """Model definitions over the fastmatte operators, and their backbones."""
+from fastmatte.models.backbone_weights import load_backbone_weights
 from fastmatte.models.cra import CRAMatting
 from fastmatte.models.weights import WeightsError, load_weights, read_state_dict
 
@@ -13,4 +14,4 @@ def build_model(name: str, **config):
     return MODELS[name](**config)
 
 
-__all__ = ["CRAMatting", "MODELS", "WeightsError", "build_model", "load_weights", "read_state_dict"]
+__all__ = ["CRAMatting", "MODELS", "WeightsError", "build_model", "load_backbone_weights", "load_weights", "read_state_dict"]

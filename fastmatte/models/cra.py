@@ -1,11 +1,12 @@
 """CRAMatting (Zhong & Zharkov, "Lightweight Portrait Matting via Regional Attention and
 Refinement", WACV 2024): trimap-free HD/4K portrait matting in two stages."""
-import math
+from fractions import Fraction
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fastmatte.models.backbone_weights import load_backbone_weights
 from fastmatte.models.cra_decoder import CoarseDecoder
 from fastmatte.models.cra_refiner import TILE, TileRefiner
 from fastmatte.models.swin import SwinTransformer
@@ -50,6 +51,8 @@ class CRAMatting(nn.Module):
             raise ValueError(f"CRAMatting: downsample * patch_size must be {STRIDE} (e.g. 1 and 16, or "
                              f"2 and 8), got downsample={downsample}, patch_size={patch_size}")
         self.tile_capacity = _check_capacity(tile_capacity)
+        # The fraction as written (0.1 is 1/10, not the nearest double): 10% of 32640 tiles is 3264.
+        self._capacity_ratio = Fraction(str(tile_capacity)).as_integer_ratio()
         self.downsample = downsample
         self.backbone = SwinTransformer(3, embed_dim, depths, num_heads, window_size, patch_size)
         self.decoder = CoarseDecoder(self.backbone.out_channels, decoder_width)
@@ -64,11 +67,18 @@ class CRAMatting(nn.Module):
                       attention_heads=2, head_dim=8, decoder_width=16, refiner_channels=(4, 8))
         return cls(**(config | overrides))
 
+    def load_backbone(self, path, strict=True):
+        """Initialize the backbone from ImageNet Swin weights (e.g. swin_tiny_patch4_window7_224.pth,
+        a local file): see fastmatte.models.backbone_weights.load_backbone_weights, which resamples
+        the 4x4 patch kernel to this model's patch. Returns its BackboneLoadReport."""
+        return load_backbone_weights(self.backbone, path, strict=strict)
+
     def capacity(self, batch: int, grid_height: int, grid_width: int) -> int:
         """How many tiles are refined for a batch whose 1/8 grid is grid_height x grid_width."""
         if isinstance(self.tile_capacity, int):
             return self.tile_capacity
-        return math.ceil(self.tile_capacity * batch * grid_height * grid_width)
+        numerator, denominator = self._capacity_ratio
+        return -(-numerator * batch * grid_height * grid_width // denominator)  # integer ceiling
 
     def forward(self, image, trimap=None, backend=None):
         _check_image(image, self.mean)

@@ -47,7 +47,9 @@ class SwinStage(nn.Module):
         self.blocks = nn.ModuleList(SwinBlock(dim, num_heads, window_size, mlp_ratio, rate)
                                     for rate in drop_path_rates[:depth])
         self.downsample = PatchMerging(dim) if downsample else None
-        self.register_buffer("relative_position_index", relative_position_index(window_size), persistent=False)
+        # Not persistent: official checkpoints store one per block, and it follows from window_size.
+        self.register_buffer("relative_position_index", relative_position_index(window_size),
+                             persistent=False)
 
     def forward(self, x):
         height, width = x.shape[1], x.shape[2]

@@ -1,0 +1,92 @@
+"""`fastmatte bench --model NAME`: the end-to-end model benchmark as a table, JSON records and a chart.
+
+Files, in --out (default bench/results, relative to the current folder), named
+<model>_<device>_<precision> with device "cpu" or "cuda": .json (the records), .png (the chart)
+and, with --profile, _profile.txt. These are the benchmark's own result files and a new run
+replaces them; nothing else is written.
+"""
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from fastmatte.benchmark_chart import write_chart
+from fastmatte.benchmark_model import (DEFAULT_REPEATS, OutputMismatch, check_arguments, model_benchmark,
+                                       parse_resolutions)
+from fastmatte.benchmark_profile import format_profile, format_stage_comparison
+
+DEFAULT_OUT = "bench/results"
+OPTION_NAMES = {"model_name": "--model", "resolutions": "--res", "device": "--device",
+                "precision": "--precision"}
+OP_SUITE_OPTIONS = {"json": "--json", "suite": "--suite", "ops": "--ops"}
+
+
+def cmd_bench_model(args) -> int:
+    """Run model_benchmark as the bench arguments ask; exit status 2 for arguments that cannot
+    run, 1 when fastmatte's output does not match the eager model's."""
+    for dest, option in OP_SUITE_OPTIONS.items():
+        if getattr(args, dest) is not None:
+            return _usage_error(f"{option} is for the op suites; with --model the records go to "
+                                f"OUT/<model>_<device>_<precision>.json (choose OUT with --out)")
+    if args.repeats is not None and args.repeats < 1:
+        return _usage_error(f"--repeats must be a positive number of runs; got {args.repeats}")
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        resolutions = parse_resolutions(args.res, "--res")
+        check_arguments(args.model, resolutions, device, args.precision, OPTION_NAMES)
+    except ValueError as error:
+        return _usage_error(str(error))
+    out = Path(args.out or DEFAULT_OUT)
+    if out.exists() and not out.is_dir():
+        return _usage_error(f"--out {out} is a file, not a folder")
+    stem = out / f"{args.model}_{device.type}_{args.precision}"
+    repeats = args.repeats or DEFAULT_REPEATS[device.type]
+    print(f"model {args.model} (random weights; the refined band is a fixed portrait trimap, the same for "
+          f"every backend), batch 1, median of {repeats} calls (at least 5 within 10 s), backends taking "
+          f"turns, synchronized")
+    try:
+        records = model_benchmark(args.model, resolutions, device, args.precision, repeats, args.compile,
+                                  args.profile)
+    except OutputMismatch as error:
+        print(f"fastmatte bench: {error}", file=sys.stderr)
+        return 1
+    print(format_table(records))
+    out.mkdir(parents=True, exist_ok=True)
+    written = [stem.with_suffix(".json"), stem.with_suffix(".png")]
+    written[0].write_text(json.dumps(records, indent=1) + "\n")
+    write_chart(records, written[1])
+    profiles = [format_profile(r["profile"], f"{r['model']} {r['resolution']} {r['backend']}")
+                for r in records if "profile" in r]
+    if profiles:
+        text = "\n\n".join([format_stage_comparison(records)] + profiles)
+        print(text)
+        written.append(stem.with_name(stem.name + "_profile.txt"))
+        first = records[0]
+        written[-1].write_text(f"device: {first['device']}   torch {first['torch']}   precision "
+                               f"{first['precision']}   commit {first['commit']}\n\n{text}\n")
+    print(f"written: {', '.join(map(str, written))}")
+    return 0
+
+
+def format_table(records) -> str:
+    """Records as text: device line, then resolution, backend, tiles, ms, FPS, speedup vs
+    eager (same resolution), max |alpha - eager alpha|; a failed backend shows its error."""
+    first = records[0]
+    lines = [f"device: {first['device']}   torch {first['torch']}   precision {first['precision']}",
+             f"{'res':10s} {'backend':10s} {'tiles':>6s} {'ms':>10s} {'FPS':>8s} {'vs eager':>8s} "
+             f"{'max|diff|':>10s}"]
+    eager = {r["resolution"]: r["ms_median"] for r in records if r["backend"] == "eager"}
+    for r in records:
+        head = f"{r['resolution']:10s} {r['backend']:10s}"
+        if r["ms_median"] is None:
+            lines.append(f"{head} failed: {r['error']}")
+            continue
+        lines.append(f"{head} {r['tiles']:6d} {r['ms_median']:10.2f} {r['fps_median']:8.2f} "
+                     f"{eager[r['resolution']] / r['ms_median']:7.2f}x {r['max_abs_diff_vs_eager']:10.2g}")
+    return "\n".join(lines)
+
+
+def _usage_error(message) -> int:
+    print(f"fastmatte bench: {message}", file=sys.stderr)
+    return 2
