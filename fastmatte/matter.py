@@ -31,7 +31,8 @@ class Matter:
 
     model: a name in fastmatte.models.MODELS ("cra"), built with its default configuration
       (plus tile_capacity when given), or an nn.Module taken as it is (tile_capacity must then
-      be None; configure the module yourself).
+      be None; configure the module yourself). Either way the module is moved to device and
+      precision in place, put in eval mode, and its parameters stop requiring gradients.
     weights: a local weights file (.safetensors, or a torch.save file read with
       weights_only=True) loaded strictly with fastmatte.models.load_weights; nothing is ever
       downloaded. With weights=None a model built by name keeps its random initialization:
