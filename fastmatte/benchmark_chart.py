@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 
 # BGR, one per backend; a backend not listed gets grey
-COLORS = {"fastmatte": (60, 140, 20), "eager": (40, 90, 220), "compile": (200, 120, 30)}
+COLORS = {"fastmatte": (60, 140, 20), "eager": (40, 90, 220), "compile": (200, 120, 30),
+          "cuda-graph": (30, 200, 110)}
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 WIDTH, HEIGHT = 960, 600
 LEFT, RIGHT, TOP, BOTTOM = 80, 30, 90, 70

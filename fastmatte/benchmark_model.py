@@ -22,12 +22,13 @@ import torch
 from fastmatte.benchmark import (PRECISIONS, RESOLUTIONS, device_name, git_commit, median_ms,
                                  portrait_trimap, synchronize)
 from fastmatte.benchmark_profile import model_stages, profile_summary
+from fastmatte.cuda_graph import capture_graph
 from fastmatte.models import MODELS, build_model
 from fastmatte.models.cra import STRIDE  # the model pads H and W to multiples of it
 from fastmatte.models.cra_refiner import TILE  # the trimap grid is 1/TILE of the padded image
 from fastmatte.sample import sample_portrait
 
-BACKENDS = ("fastmatte", "eager", "compile")
+BACKENDS = ("fastmatte", "eager", "compile", "cuda-graph")
 DEFAULT_REPEATS = {"cpu": 10, "cuda": 100}  # timed calls per figure, by device type
 WEIGHTS_SEED = 0
 MIN_SIZE = 64  # the smallest frame side: fastmatte.sample_portrait's
@@ -129,12 +130,25 @@ def prepare_model(model_name, device, dtype=torch.float32, model_kwargs=None, mo
 def forward_fn(model, backend, inputs: ModelInputs) -> Callable[[], dict]:
     """The timed call of one backend: "fastmatte" = model(image, trimap), "eager" = the same
     with backend="torch", "compile" = torch.compile of the eager forward (compiles on its first
-    call). Returns the model's output dict (alpha [1, 1, H, W], selection, ...)."""
+    call), "cuda-graph" = the fastmatte forward captured once in a CUDA graph and replayed (CUDA
+    only; what fastmatte.Matter does for a fixed frame size; its output tensors are reused). Returns the model's output dict (alpha [1, 1, H, W], selection, ...)."""
     if backend == "fastmatte":
         return lambda: model(inputs.image, trimap=inputs.trimap)
     eager = functools.partial(model, backend="torch")
     if backend == "eager":
         return lambda: eager(inputs.image, trimap=inputs.trimap)
+    if backend == "cuda-graph":
+        # the deployment path (fastmatte.Matter): the fused model replayed as one CUDA graph,
+        # captured at the first call so that a failed capture is reported like a failed compile
+        captured = []
+
+        def replay():
+            if not captured:
+                captured.extend(capture_graph(lambda: model(inputs.image, trimap=inputs.trimap)))
+            graph, out = captured
+            graph.replay()
+            return out
+        return replay
     if backend == "compile":
         # static shapes: each resolution gets its own graph, as a fixed-size video pipeline would
         compiled = torch.compile(eager, dynamic=False)
@@ -179,7 +193,7 @@ def model_benchmark(model_name="cra", resolutions=("hd",), device=None, precisio
     tolerance = DIFF_TOLERANCE[precision] if tolerance is None else tolerance
     common = dict(model=model_name, precision=precision, device=device_name(device), torch=torch.__version__,
                   commit=git_commit(), model_kwargs=dict(model_kwargs or {}))
-    backends = BACKENDS if compile else BACKENDS[:2]
+    backends = ["fastmatte", "eager"] + ["compile"] * compile + ["cuda-graph"] * (device.type == "cuda")
     records = []
     with torch.inference_mode():
         model = prepare_model(model_name, device, dtype, model_kwargs, model)
@@ -200,7 +214,7 @@ def model_benchmark(model_name="cra", resolutions=("hd",), device=None, precisio
                                capacity=out["selection"].tiles.shape[0])
             group = [dict(frame, backend=backend, **figures) for backend, (figures, _) in checked.items()]
             if profile:  # both backends, stage by stage: what the fastmatte ops save
-                for record in group[:2]:
+                for record in group[:2]:  # fastmatte and eager
                     record["profile"] = profile_summary(runs[record["backend"]], device,
                                                         stages=model_stages(model))
             records += group
@@ -211,20 +225,22 @@ def check_backend(run, backend, eager_alpha, device, tolerance, label) -> tuple[
     """Call run() (this compiles the "compile" backend), compare its alpha with the eager
     model's and warm it up. Returns (figures, output): figures = fps_median, ms_median, tiles
     and capacity (None until timed), max_abs_diff_vs_eager, and error = None, or for the compile
-    backend why it cannot be timed (its failure is a result to report, not a crash). Raises
-    OutputMismatch when another backend's alpha is more than `tolerance` off."""
+    backend (any failure) and the cuda-graph one (a failed capture) why it cannot be timed: a
+    result to report, not a crash. Raises OutputMismatch when fastmatte's alpha, plain or
+    replayed, is more than `tolerance` off."""
     figures = dict(fps_median=None, ms_median=None, tiles=None, capacity=None, max_abs_diff_vs_eager=None,
                    error=None)
     try:
         out = run()
         figures["max_abs_diff_vs_eager"] = diff = max_abs_diff(out["alpha"], eager_alpha)
         if not diff <= tolerance:  # NaN fails too
-            who = "torch.compile" if backend == "compile" else "fastmatte"
+            who = {"compile": "torch.compile", "cuda-graph": "the CUDA graph of fastmatte"}.get(backend, "fastmatte")
             raise OutputMismatch(f"{who} output does not match the eager model at {label}: "
                                  f"max |alpha - eager alpha| = {diff:.3g} > tolerance {tolerance:g}")
         warm_up(run, device)
     except Exception as error:
-        if backend != "compile":
+        # compile's failures are torch's; a graph that computes something else is fastmatte's
+        if backend not in ("compile", "cuda-graph") or backend == "cuda-graph" and isinstance(error, OutputMismatch):
             raise
         figures["error"] = f"{type(error).__name__}: {error}".splitlines()[0][:500]
         return figures, None

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from fastmatte.benchmark import PRECISIONS
+from fastmatte.cuda_graph import capture_graph
 from fastmatte.models import build_model, load_weights
 
 _KEPT_SHAPES = 4  # CUDA graphs and pinned buffers kept for this many frame shapes (LRU)
@@ -212,16 +213,7 @@ class Matter:
         static = torch.zeros(shape, dtype=dtype, device=self.device)
         run = lambda: self.model(self._model_input(static, layout))["alpha"]  # noqa: E731
         try:
-            # Warm-up outside the capture (allocator, library handles, kernel compilation), on a side
-            # stream as capture requires.
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                run()
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                alpha = run()
+            graph, alpha = capture_graph(run)
         except Exception as error:  # capture raises many types; eager still works
             warnings.warn(f"Matter: CUDA graph capture failed for {layout} frames {list(shape)} {dtype} "
                           f"({type(error).__name__}: {error}); running them eagerly", stacklevel=4)

@@ -47,12 +47,21 @@ def test_records_have_the_keys_and_types(records):
     assert json.loads(json.dumps(records)) == records
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_records_include_the_replayed_graph():
+    records = model_benchmark("cra", [SIZE], "cuda", "fp16", repeats=5, compile=False, model=CRAMatting.tiny())
+    assert [r["backend"] for r in records] == ["fastmatte", "eager", "cuda-graph"]
+    graph = records[2]
+    assert graph["error"] is None and graph["max_abs_diff_vs_eager"] <= 2e-2
+    assert graph["tiles"] == records[0]["tiles"] > 0
+
+
 def test_tiles_are_the_trimaps_unknown_tiles_for_both_backends(records):
     # counted here from the trimap itself: tiles whose argmax is "unknown" (class 1)
     trimap = model_inputs(*SIZE, "cpu").trimap
     assert trimap.shape == (1, 3, 14, 20)
     unknown = int((trimap.argmax(1) == 1).sum())
-    capacity = math.ceil(0.1 * 14 * 20)  # the default tile_capacity: 10% of the grid
+    capacity = 28  # the default tile_capacity: 10% of the grid's 280 tiles
     assert 0 < unknown
     assert records[0]["tiles"] == records[1]["tiles"] == min(unknown, capacity)
     assert records[0]["capacity"] == records[1]["capacity"] == CRAMatting.tiny().capacity(1, 14, 20)
