@@ -11,15 +11,23 @@ setup:
 	$(PYTHON) -c "import triton" 2>/dev/null || $(PIP) install triton==3.7.1
 	$(PIP) install --no-build-isolation -e '.[test]'
 
+# The main job: CRAMatting's end-to-end HD benchmark (fastmatte vs eager), then a matte of the
+# sample portrait. Everything goes to demo/ (replaced on every run). The weights are random.
 demo: setup
 	$(PYTHON) -m fastmatte info
-	$(PYTHON) -m fastmatte bench --res hd
+	$(PYTHON) -m fastmatte bench --model cra --res hd --out demo
+	$(PYTHON) -m fastmatte sample demo --force
+	$(PYTHON) -m fastmatte matte demo/portrait.png -o demo/mattes --background green --force
+	@echo "demo/: cra_*.json/.png (benchmark), portrait.png + portrait_alpha.png (sample and its true alpha),"
+	@echo "mattes/portrait_alpha.png + portrait_composite.png: made with RANDOM weights (no pretrained CRA"
+	@echo "weights exist here), so the matte itself is meaningless; the speed figures are not."
 
 test: setup
 	$(PYTHON) -m pytest tests
 
 bench: setup
 	$(PYTHON) -m pytest bench
+	$(PYTHON) -m fastmatte bench --res hd
 
 # Compiles every CUDA source against torch's headers (no GPU needed; about a minute each).
 nvcc-check:
