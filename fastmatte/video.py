@@ -18,7 +18,24 @@ class VideoEndedEarly(UserWarning):
     """Fewer frames could be decoded than the container claims (a truncated or damaged file)."""
 
 
-class VideoReader:
+class _OpenCVFile:
+    """An OpenCV video handle (self._handle) released by close() or at the end of a with block."""
+
+    _handle = None
+
+    def close(self):
+        if self._handle is not None:
+            self._handle.release()
+            self._handle = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class VideoReader(_OpenCVFile):
     """The frames of a video file, each uint8 RGB [H, W, 3], in order; iterate once.
 
     Attributes: fps (float; 0.0 when the container does not say), frame_count (the count the
@@ -38,25 +55,25 @@ class VideoReader:
         self.path = Path(path)
         if not self.path.is_file():
             raise UnreadableVideo(f"{self.path}: no such file")
-        self._capture = cv2.VideoCapture(str(self.path))
-        if not self._capture.isOpened():
+        self._handle = cv2.VideoCapture(str(self.path))
+        if not self._handle.isOpened():
             raise UnreadableVideo(f"{self.path}: not a video OpenCV can open (unknown format, or damaged)")
-        fps = self._capture.get(cv2.CAP_PROP_FPS)
+        fps = self._handle.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if math.isfinite(fps) and fps > 0 else 0.0
-        count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        count = int(self._handle.get(cv2.CAP_PROP_FRAME_COUNT))
         self.frame_count = count if count > 0 else None
-        self.width = int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH))
-        self.height = int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        self.width = int(self._handle.get(cv2.CAP_PROP_FRAME_WIDTH))
+        self.height = int(self._handle.get(cv2.CAP_PROP_FRAME_HEIGHT))
         self.size = (self.width, self.height)
         self.frames_read = 0
         self.ended_early = False
 
     def __iter__(self):
-        if self._capture is None:
+        if self._handle is None:
             raise ValueError(f"VideoReader({self.path}) is closed or was iterated already; open it again")
         try:
             while True:
-                ok, frame = self._capture.read()
+                ok, frame = self._handle.read()
                 if not ok:
                     break
                 self.frames_read += 1
@@ -68,19 +85,8 @@ class VideoReader:
             warnings.warn(VideoEndedEarly(f"{self.path}: only {self.frames_read} of the {self.frame_count} "
                                           "frames its container claims could be decoded"), stacklevel=2)
 
-    def close(self):
-        if self._capture is not None:
-            self._capture.release()
-            self._capture = None
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-class VideoWriter:
+class VideoWriter(_OpenCVFile):
     """Writes uint8 frames to a new video file: RGB [H, W, 3], or gray [H, W] (stored as three
     equal channels, so that every player shows it).
 
@@ -103,12 +109,12 @@ class VideoWriter:
                                   "(pass overwrite=True / --force)")
         self.size = tuple(size)
         self.frames_written = 0
-        self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*fourcc), float(fps), self.size)
-        if not self._writer.isOpened():
+        self._handle = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*fourcc), float(fps), self.size)
+        if not self._handle.isOpened():
             raise OSError(f"{self.path}: OpenCV cannot write a {fourcc!r} video there")
 
     def write(self, frame: np.ndarray):
-        if self._writer is None:
+        if self._handle is None:
             raise ValueError(f"VideoWriter({self.path}) is closed")
         width, height = self.size
         is_array = isinstance(frame, np.ndarray)
@@ -118,16 +124,5 @@ class VideoWriter:
             raise ValueError(f"VideoWriter({self.path}): frame must be uint8 [{height}, {width}, 3] RGB or "
                              f"[{height}, {width}] gray, got {got}")
         code = cv2.COLOR_GRAY2BGR if frame.ndim == 2 else cv2.COLOR_RGB2BGR
-        self._writer.write(cv2.cvtColor(frame, code))
+        self._handle.write(cv2.cvtColor(frame, code))
         self.frames_written += 1
-
-    def close(self):
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
