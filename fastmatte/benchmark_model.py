@@ -131,7 +131,8 @@ def forward_fn(model, backend, inputs: ModelInputs) -> Callable[[], dict]:
     """The timed call of one backend: "fastmatte" = model(image, trimap), "eager" = the same
     with backend="torch", "compile" = torch.compile of the eager forward (compiles on its first
     call), "cuda-graph" = the fastmatte forward captured once in a CUDA graph and replayed (CUDA
-    only; what fastmatte.Matter does for a fixed frame size; its output tensors are reused). Returns the model's output dict (alpha [1, 1, H, W], selection, ...)."""
+    only; what fastmatte.Matter does for a fixed frame size; its output tensors are reused).
+    Returns the model's output dict (alpha [1, 1, H, W], selection, ...)."""
     if backend == "fastmatte":
         return lambda: model(inputs.image, trimap=inputs.trimap)
     eager = functools.partial(model, backend="torch")
@@ -234,13 +235,15 @@ def check_backend(run, backend, eager_alpha, device, tolerance, label) -> tuple[
         out = run()
         figures["max_abs_diff_vs_eager"] = diff = max_abs_diff(out["alpha"], eager_alpha)
         if not diff <= tolerance:  # NaN fails too
-            who = {"compile": "torch.compile", "cuda-graph": "the CUDA graph of fastmatte"}.get(backend, "fastmatte")
+            who = {"compile": "torch.compile", "cuda-graph": "the CUDA graph of fastmatte"}.get(backend,
+                                                                                            "fastmatte")
             raise OutputMismatch(f"{who} output does not match the eager model at {label}: "
                                  f"max |alpha - eager alpha| = {diff:.3g} > tolerance {tolerance:g}")
         warm_up(run, device)
     except Exception as error:
         # compile's failures are torch's; a graph that computes something else is fastmatte's
-        if backend not in ("compile", "cuda-graph") or backend == "cuda-graph" and isinstance(error, OutputMismatch):
+        graph_mismatch = backend == "cuda-graph" and isinstance(error, OutputMismatch)
+        if backend not in ("compile", "cuda-graph") or graph_mismatch:
             raise
         figures["error"] = f"{type(error).__name__}: {error}".splitlines()[0][:500]
         return figures, None

@@ -105,7 +105,8 @@ def cmd_eval(args) -> int:
     names = args.metrics.split(",")
     unknown = [n for n in names if n not in METRICS]
     if unknown:
-        return _usage_error(f"--metrics must be a comma list of {', '.join(METRICS)}; got {', '.join(unknown)}")
+        return _usage_error(f"--metrics must be a comma list of {', '.join(METRICS)}; "
+                            f"got {', '.join(unknown)}")
     dirs = [d for d in (args.pred_dir, args.gt_dir, args.trimap_dir) if d is not None]
     for d in dirs:
         if not Path(d).is_dir():
@@ -199,9 +200,9 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--out", help="with --model: the results folder (default bench/results)")
     b.set_defaults(run=cmd_bench)
     e = sub.add_parser("eval", help="matting metrics (DIM convention) of predicted mattes vs ground truths",
-                       description="Matches PRED_DIR and GT_DIR files by name without extension, prints the "
-                                   "mean of each metric, and lists missing, unreadable or mismatched files at "
-                                   "the end (exit status 1 if there are any).")
+                       description="Matches PRED_DIR and GT_DIR files by name without extension, prints "
+                                   "the mean of each metric, and lists missing, unreadable or mismatched "
+                                   "files at the end (exit status 1 if there are any).")
     e.add_argument("pred_dir", metavar="PRED_DIR")
     e.add_argument("gt_dir", metavar="GT_DIR")
     e.add_argument("--trimap-dir", help="trimaps (128 = unknown): count only their unknown pixels")

@@ -67,7 +67,7 @@ def test_capacity_int_and_fraction():
     assert tiny(tile_capacity=5)(image)["selection"].tiles.shape[0] == 5
     assert tiny(tile_capacity=0.3)(image)["selection"].tiles.shape[0] == math.ceil(0.3 * 64)
     assert tiny(tile_capacity=1.0).capacity(2, 10, 12) == 240
-    assert tiny(tile_capacity=0.1).capacity(1, 14, 20) == 28  # 10% of 280 exactly, not 28.000000000000004 -> 29
+    assert tiny(tile_capacity=0.1).capacity(1, 14, 20) == 28  # 10% of 280, not ceil(28.000000000000004)
     out = tiny(tile_capacity=0)(image)  # nothing refined: the upsampled coarse alpha
     upsampled = F.interpolate(out["coarse_alpha"], scale_factor=8, mode="bilinear", align_corners=False)
     torch.testing.assert_close(out["alpha"], upsampled, atol=1e-6, rtol=0)
@@ -170,7 +170,8 @@ def test_default_is_the_papers_model():
     (lambda m: m(torch.rand(3, 16, 16)), "image must be a float"),
     (lambda m: m(torch.rand(1, 3, 0, 16)), "must not be empty"),
     (lambda m: m(torch.rand(1, 3, 16, 16).double()), "the model is torch.float32"),
-    (lambda m: m(torch.rand(1, 3, 30, 30), torch.rand(1, 3, 4, 3)), r"trimap must be float logits .*\[1, 3, 4, 4\]"),
+    (lambda m: m(torch.rand(1, 3, 30, 30), torch.rand(1, 3, 4, 3)),
+     r"trimap must be float logits .*\[1, 3, 4, 4\]"),
 ])
 def test_bad_input_names_the_argument(make, message):
     with pytest.raises(ValueError, match=message):

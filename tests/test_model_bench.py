@@ -49,7 +49,8 @@ def test_records_have_the_keys_and_types(records):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_records_include_the_replayed_graph():
-    records = model_benchmark("cra", [SIZE], "cuda", "fp16", repeats=5, compile=False, model=CRAMatting.tiny())
+    records = model_benchmark("cra", [SIZE], "cuda", "fp16", repeats=5, compile=False,
+                              model=CRAMatting.tiny())
     assert [r["backend"] for r in records] == ["fastmatte", "eager", "cuda-graph"]
     graph = records[2]
     assert graph["error"] is None and graph["max_abs_diff_vs_eager"] <= 2e-2

@@ -14,4 +14,5 @@ def build_model(name: str, **config):
     return MODELS[name](**config)
 
 
-__all__ = ["CRAMatting", "MODELS", "WeightsError", "build_model", "load_backbone_weights", "load_weights", "read_state_dict"]
+__all__ = ["CRAMatting", "MODELS", "WeightsError", "build_model", "load_backbone_weights", "load_weights",
+           "read_state_dict"]

@@ -119,8 +119,8 @@ def _check_image(image, like):
     if image.shape[0] == 0 or image.shape[2] == 0 or image.shape[3] == 0:
         raise ValueError(f"CRAMatting: image must not be empty, got {list(image.shape)}")
     if image.device != like.device or image.dtype != like.dtype:
-        raise ValueError(f"CRAMatting: image is {image.dtype} on {image.device} but the model is {like.dtype} "
-                         f"on {like.device}; convert one of them (image.to(...) or model.to(...))")
+        raise ValueError(f"CRAMatting: image is {image.dtype} on {image.device} but the model is "
+                         f"{like.dtype} on {like.device}; convert one of them (image.to or model.to)")
 
 
 def _check_trimap(trimap, shape, image):

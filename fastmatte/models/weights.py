@@ -34,7 +34,9 @@ def read_state_dict(path) -> dict:
         if nested is None:
             break
         state = nested
-    if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
+    is_state_dict = isinstance(state, dict) and all(isinstance(k, str) and torch.is_tensor(v)
+                                                    for k, v in state.items())
+    if not is_state_dict:
         raise WeightsError(f"{path}: expected a mapping of names to tensors (a state dict)")
     return state
 
@@ -54,7 +56,8 @@ def load_weights(module: torch.nn.Module, path, strict: bool = True) -> torch.nn
     problems = wrong_shape + (missing + unexpected if strict else [])
     if problems:
         raise WeightsError(f"{path} does not fit {type(module).__name__}: "
-                           + _listing("wrong shape", wrong_shape) + _listing("missing", missing if strict else [])
+                           + _listing("wrong shape", wrong_shape)
+                           + _listing("missing", missing if strict else [])
                            + _listing("unexpected", unexpected if strict else []))
     module.load_state_dict(state, strict=strict)
     return module
