@@ -63,7 +63,7 @@ setup(
     # A range, never a bare name: any torch >= 2.4 already installed satisfies it, so pip
     # never swaps the user's torch for another build.
     install_requires=["torch>=2.4", "numpy", "scipy", "opencv-python-headless", "tqdm", "safetensors"],
-    extras_require={"test": ["pytest", "pytest-benchmark"], "triton": ["triton"]},
+    extras_require={"test": ["pytest", "pytest-benchmark", "pillow"], "triton": ["triton"]},
     entry_points={"console_scripts": ["fastmatte=fastmatte.cli:main"]},
     ext_modules=[extension()],
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
