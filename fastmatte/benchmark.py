@@ -82,3 +82,14 @@ def device_name(device: torch.device) -> str:
     import platform
 
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+COPY_BYTES = 256 * 2**20  # far beyond any cache, so the copy runs at memory speed
+
+
+def copy_bandwidth_gbps(device: torch.device, repeats=30) -> float:
+    """GB/s of a plain device-to-device copy of COPY_BYTES (read once, written once), timed
+    like the ops: the memory-bandwidth floor that the ops' GB/s are compared with."""
+    src = torch.ones(COPY_BYTES // 4, device=device)
+    dst = torch.empty_like(src)
+    return 2 * COPY_BYTES / median_ms(lambda: dst.copy_(src), device, repeats) / 1e6

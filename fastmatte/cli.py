@@ -8,14 +8,11 @@
     fastmatte matte INPUT... -o OUT     alpha mattes (and composites) of images, folders, videos
 """
 import argparse
-import json
+import shlex
 import sys
 from pathlib import Path
 
 import torch
-
-
-DEFAULT_SUITES = "tiles,attention,gated_conv,trimap_fusion"
 
 
 def cmd_info(args) -> int:
@@ -33,68 +30,9 @@ def cmd_bench(args) -> int:
         from fastmatte.cli_model_bench import cmd_bench_model
 
         return cmd_bench_model(args)
-    for option, given in (("--profile", args.profile), ("--out", args.out is not None)):
-        if given:
-            print(f"fastmatte bench: {option} applies with --model only", file=sys.stderr)
-            return 2
-    from fastmatte.benchmark import PRECISIONS, RESOLUTIONS, device_name, git_commit, median_ms
-    from fastmatte.benchmark_attention import attention_cases
-    from fastmatte.benchmark_gated_conv import gated_conv_cases
-    from fastmatte.benchmark_metrics import metric_cases
-    from fastmatte.benchmark_tiles import tile_op_cases
-    from fastmatte.benchmark_trimap_fusion import trimap_fusion_cases
+    from fastmatte.cli_op_bench import cmd_bench_ops
 
-    suites = {"tiles": tile_op_cases, "attention": attention_cases, "gated_conv": gated_conv_cases,
-              "trimap_fusion": trimap_fusion_cases, "metrics": metric_cases}
-
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = PRECISIONS[args.precision]
-    repeats = args.repeats or 30
-    resolutions = args.res.split(",")
-    for res in resolutions:
-        if res not in RESOLUTIONS:
-            print(f"fastmatte bench: --res must be a comma list of {', '.join(RESOLUTIONS)}; got {res!r}",
-                  file=sys.stderr)
-            return 2
-    suite_names = (args.suite or DEFAULT_SUITES).split(",")
-    for suite in suite_names:
-        if suite not in suites:
-            print(f"fastmatte bench: --suite must be a comma list of {', '.join(suites)}; got {suite!r}",
-                  file=sys.stderr)
-            return 2
-    common = {"precision": args.precision, "device": device_name(device), "torch": torch.__version__,
-              "commit": git_commit()}
-    records = []
-    print(f"device: {common['device']}   torch {common['torch']}   precision {args.precision}   "
-          f"median of {repeats} runs (at least 5 within 10 s), synchronized")
-    if "metrics" in suite_names:
-        print("metrics suite: uint8 inputs (precision unused); its 'eager' column is a NumPy/SciPy "
-              "implementation on the CPU")
-    print(f"{'op':26s} {'res':4s} {'tiles':>6s} {'fastmatte ms':>13s} {'eager ms':>10s} {'speedup':>8s} "
-          f"{'GB/s':>8s}")
-    cases = ((res, case) for res in resolutions for suite in suite_names
-             for case in suites[suite](res, device, dtype))
-    for res, case in cases:
-        if args.ops and case.op not in args.ops.split(","):
-            continue
-        timings = {"fastmatte": median_ms(case.fastmatte, device, repeats),
-                   "eager": median_ms(case.eager, device, repeats)}
-        if device.type == "cuda" and args.compile:
-            compiled = torch.compile(case.eager)
-            timings["compile"] = median_ms(compiled, device, repeats)
-        for backend, ms in timings.items():
-            records.append(dict(op=case.op, resolution=res, backend=backend, median_ms=ms,
-                                gbps=case.min_bytes / ms / 1e6, tiles=case.tiles, **common))
-        fast = timings["fastmatte"]
-        print(f"{case.op:26s} {res:4s} {case.tiles:6d} {fast:13.3f} {timings['eager']:10.3f} "
-              f"{timings['eager'] / fast:7.1f}x {case.min_bytes / fast / 1e6:8.1f}"
-              + (f"   compile {timings['compile']:.3f} ms" if "compile" in timings else ""))
-    if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(records, indent=1) + "\n")
-        print(f"records written to {path}")
-    return 0
+    return cmd_bench_ops(args)
 
 
 def cmd_eval(args) -> int:
@@ -242,5 +180,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
+    args.command_line = shlex.join(["fastmatte"] + argv)  # kept in benchmark records
     return args.run(args)

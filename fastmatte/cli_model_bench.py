@@ -1,8 +1,8 @@
 """`fastmatte bench --model NAME`: the end-to-end model benchmark as a table, JSON records and a chart.
 
 Files, in --out (default bench/results, relative to the current folder), named
-<model>_<device>_<precision> with device "cpu" or "cuda": .json (the records), .png (the chart)
-and, with --profile, _profile.txt. These are the benchmark's own result files and a new run
+<model>_<device>_<precision> with device "cpu" or "cuda": .json (the records), .md (them as a
+Markdown table), .png (the chart) and, with --profile, _profile.txt. These are the benchmark's own result files and a new run
 replaces them; nothing else is written.
 """
 import json
@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from fastmatte.benchmark_chart import write_chart
+from fastmatte.benchmark_markdown import model_markdown
 from fastmatte.benchmark_model import (DEFAULT_REPEATS, OutputMismatch, check_arguments, model_benchmark,
                                        parse_resolutions)
 from fastmatte.benchmark_profile import format_profile, format_stage_comparison
@@ -51,11 +52,14 @@ def cmd_bench_model(args) -> int:
     except OutputMismatch as error:
         print(f"fastmatte bench: {error}", file=sys.stderr)
         return 1
+    for record in records:
+        record["command"] = getattr(args, "command_line", None)
     print(format_table(records))
     out.mkdir(parents=True, exist_ok=True)
-    written = [stem.with_suffix(".json"), stem.with_suffix(".png")]
+    written = [stem.with_suffix(".json"), stem.with_suffix(".md"), stem.with_suffix(".png")]
     written[0].write_text(json.dumps(records, indent=1) + "\n")
-    write_chart(records, written[1])
+    written[1].write_text(model_markdown(records))
+    write_chart(records, written[2])
     profiles = [format_profile(r["profile"], f"{r['model']} {r['resolution']} {r['backend']}")
                 for r in records if "profile" in r]
     if profiles:

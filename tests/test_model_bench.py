@@ -194,8 +194,12 @@ def test_cli_end_to_end_writes_records_chart_and_profile(tmp_path, tiny_cra, cap
     profile = (tmp_path / "cra_cpu_fp32_profile.txt").read_text()
     assert "by stage" in profile and "backbone" in profile and "rest of forward" in profile
     assert "profile of cra 64x96 eager" in profile and "profile of cra 80x128 fastmatte" in profile
+    table = (tmp_path / "cra_cpu_fp32.md").read_text()
+    assert "measured by `fastmatte bench --model cra --res 64x96,80x128" in table
+    assert f"| 64x96 | fastmatte | {records[0]['tiles']} | {records[0]['ms_median']:.2f} |" in table
+    assert f"| {speedup:.2f}x |" in table
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "cra_cpu_fp32.json", "cra_cpu_fp32.png", "cra_cpu_fp32_profile.txt", "notes.txt"]
+        "cra_cpu_fp32.json", "cra_cpu_fp32.md", "cra_cpu_fp32.png", "cra_cpu_fp32_profile.txt", "notes.txt"]
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 

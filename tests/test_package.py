@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 
 import fastmatte
@@ -56,16 +57,38 @@ def test_cli_info(capsys):
     assert "backends" in out and torch.__version__ in out
 
 
-def test_cli_bench_writes_records(tmp_path, capsys):
+def test_cli_bench_writes_records_and_their_table(tmp_path, capsys):
     path = tmp_path / "records.json"
-    assert main(["bench", "--res", "hd", "--suite", "tiles", "--ops", "select_tiles", "--repeats", "2", "--json", str(path)]) == 0
-    records = json.loads(path.read_text())
+    argv = ["bench", "--res", "hd", "--suite", "tiles", "--ops", "select_tiles", "--repeats", "2",
+            "--json", str(path)]
+    assert main(argv) == 0
+    copy, *records = json.loads(path.read_text())
+    assert (copy["op"], copy["backend"]) == ("device copy", "reference") and copy["gbps"] > 0
     assert {r["backend"] for r in records} == {"fastmatte", "eager"}
     for r in records:
         assert r["op"] == "select_tiles" and r["resolution"] == "hd" and r["precision"] == "fp32"
         assert r["median_ms"] > 0 and r["gbps"] > 0 and r["tiles"] > 0
-        assert {"device", "torch", "commit"} <= set(r)
+        # time over the floor = time / (fewest bytes / copy speed) = copy speed / achieved speed
+        assert r["floor_ratio"] == pytest.approx(copy["gbps"] / r["gbps"])
+        assert {"device", "torch", "commit"} <= set(r) and r["command"] == "fastmatte " + " ".join(argv)
     assert "select_tiles" in capsys.readouterr().out
+    fast, eager = sorted(records, key=lambda r: r["backend"] != "fastmatte")
+    row = next(line for line in path.with_suffix(".md").read_text().splitlines()
+               if line.startswith("| select_tiles |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert float(cells[3]) == pytest.approx(fast["median_ms"], abs=1e-3)
+    assert float(cells[6][:-1]) == pytest.approx(eager["median_ms"] / fast["median_ms"], abs=0.05)
+    assert float(cells[9]) == pytest.approx(fast["floor_ratio"], abs=0.005)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--repeats", "0"], "--repeats must be a positive"),
+    (["--suite", "tiles,nope"], "--suite must be a comma list"),
+    (["--profile"], "--profile applies with --model only"),
+])
+def test_cli_bench_refuses_bad_options(argv, message, capsys):
+    assert main(["bench", "--res", "hd"] + argv) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_cli_rejects_unknown_resolution(capsys):
