@@ -40,7 +40,8 @@ def portrait_trimap(height, width, tile=8, band=0.018, batch=1, device="cpu", dt
                     seed=0):
     """3-class logits on the tile grid [B, 3, H/t, W/t] of a head-and-shoulders silhouette:
     class 0 (foreground) inside, 2 (background) outside, 1 (unknown) in a band around the
-    outline `band` x the grid height wide on each side, roughened like hair. About 5-10% of tiles are unknown at HD/4K."""
+    outline `band` x the grid height wide on each side, roughened like hair. About 5-10% of
+    tiles are unknown at HD/4K."""
     h, w = height // tile, width // tile
     band = band * h
     gen = torch.Generator().manual_seed(seed)

@@ -2,8 +2,8 @@
 
 Files, in --out (default bench/results, relative to the current folder), named
 <model>_<device>_<precision> with device "cpu" or "cuda": .json (the records), .md (them as a
-Markdown table), .png (the chart) and, with --profile, _profile.txt. These are the benchmark's own result files and a new run
-replaces them; nothing else is written.
+Markdown table), .png (the chart) and, with --profile, _profile.txt. These are the benchmark's
+own result files and a new run replaces them; nothing else is written.
 """
 import json
 import sys

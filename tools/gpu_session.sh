@@ -85,7 +85,8 @@ stage_sanitize() {  # the CUDA C++ kernels' tests; each tool gets half the stage
     for tool in memcheck racecheck; do
         echo "-- compute-sanitizer --tool $tool"
         timeout $((LIMIT / 2)) compute-sanitizer --tool "$tool" --error-exitcode 1 \
-            "$PYTHON" -m pytest "${tests[@]}" -q -p no:cacheprovider -m cuda -k "not compile and not opcheck" \
+            "$PYTHON" -m pytest "${tests[@]}" -q -p no:cacheprovider -m cuda \
+            -k "not compile and not opcheck" \
             || rc=$?
     done
     return $rc
@@ -97,13 +98,16 @@ stage_bench_metrics() {
 }
 
 pack_up() {
-    local commit summary=$STATE/summary.md
+    local commit dirty summary=$STATE/summary.md
     commit=$(git rev-parse --short HEAD 2>/dev/null)
+    git diff --quiet HEAD 2>/dev/null || dirty=" (+ local changes)"
     {
-        echo "# GPU session: commit ${commit:-unknown}$(git diff --quiet HEAD 2>/dev/null || echo ' (+ local changes)')"
+        echo "# GPU session: commit ${commit:-unknown}${dirty:-}"
         echo
-        nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | sed 's/^/GPU: /'
-        "$PYTHON" -c "import torch, triton; print('torch', torch.__version__, '| triton', triton.__version__)" 2>&1
+        nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null \
+            | sed 's/^/GPU: /'
+        "$PYTHON" -c "import torch, triton; print('torch', torch.__version__, '| triton', triton.__version__)" \
+            2>&1
         echo
         echo "| stage | status | seconds | last line |"
         echo "| --- | --- | ---: | --- |"
