@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip
 
-.PHONY: setup demo test bench nvcc-check
+.PHONY: setup demo test bench nvcc-check triton-check
 
 # Installs the local CPU torch only where no torch is importable (never replaces a CUDA torch),
 # then builds fastmatte._C against it.
@@ -32,3 +32,9 @@ bench: setup
 # Compiles every CUDA source against torch's headers (no GPU needed; about a minute each).
 nvcc-check:
 	tools/nvcc_check.sh
+
+# Compiles every Triton kernel launch the Triton tests make for sm_90 (H100/H200) with the GPU's
+# block sizes and autotune configs, through ptxas, while the tests check those launches'
+# results in the interpreter (no GPU needed; about 10 minutes on 2 cores).
+triton-check:
+	PYTHONPATH=tools $(PYTHON) -m pytest -p triton_sm90 -m triton tests -q -p no:cacheprovider

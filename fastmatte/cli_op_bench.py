@@ -80,8 +80,13 @@ def time_case(case, res, device, repeats, compile_reference, copy_gbps, common):
     """Time one case's backends, print its row, and return its records."""
     timings = {"fastmatte": median_ms(case.fastmatte, device, repeats),
                "eager": median_ms(case.eager, device, repeats)}
-    if device.type == "cuda" and compile_reference:
-        timings["compile"] = median_ms(torch.compile(case.eager), device, repeats)
+    compiled = ""
+    if compile_reference:
+        try:
+            timings["compile"] = median_ms(torch.compile(case.eager), device, repeats)
+            compiled = f"   compile {timings['compile']:.3f} ms"
+        except Exception as error:  # torch.compile's failure is a result to report, not a crash
+            compiled = f"   compile failed: {type(error).__name__}: {error}".splitlines()[0][:300]
     records = []
     for backend, ms in timings.items():
         gbps = case.min_bytes / ms / 1e6
@@ -90,7 +95,7 @@ def time_case(case, res, device, repeats, compile_reference, copy_gbps, common):
     fast = records[0]
     print(f"{case.op:26s} {res:4s} {case.tiles:6d} {fast['median_ms']:13.3f} {timings['eager']:10.3f} "
           f"{timings['eager'] / fast['median_ms']:7.1f}x {fast['gbps']:8.1f} {fast['floor_ratio']:7.1f}x"
-          + (f"   compile {timings['compile']:.3f} ms" if "compile" in timings else ""))
+          + compiled)
     return records
 
 

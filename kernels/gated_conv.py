@@ -21,6 +21,7 @@ import triton
 import triton.language as tl
 
 from fastmatte.kernels.partials import sum_partials
+from fastmatte.kernels.resample import bilinear_sample, bilinear_tap, source_scale
 
 _INTERPRETER = os.environ.get("TRITON_INTERPRET") == "1"
 # The interpreter's tl.dot multiplies bfloat16 bit patterns (triton-lang/triton#11584, "not
@@ -38,21 +39,6 @@ def _forward_configs():
         return [triton.Config({"BLOCK_P": 64}, num_warps=1)]
     return [triton.Config({"BLOCK_P": p}, num_warps=nw) for p, nw in
             [(32, 2), (64, 4), (128, 4), (128, 8), (256, 8)]]
-
-
-@triton.jit
-def _bilinear_tap(dst, in_size, out_size, OPMATH: tl.constexpr):
-    """F.interpolate(mode="bilinear", align_corners=False) taps of output coordinates dst:
-    scale = in_size / out_size correctly rounded in OPMATH, as PyTorch computes it,
-    source = max(scale * (dst + 0.5) - 0.5, 0); i1 = i0 + 1 except at the last cell."""
-    if OPMATH == tl.float64:
-        scale = in_size.to(tl.float64) / out_size.to(tl.float64)
-    else:
-        scale = tl.div_rn(in_size.to(tl.float32), out_size.to(tl.float32))
-    src = tl.maximum(scale * (dst.to(OPMATH) + 0.5) - 0.5, 0.0)
-    i0 = src.to(tl.int32)  # truncation is floor: src >= 0
-    i1 = tl.where(i0 < in_size - 1, i0 + 1, i0)
-    return i0, i1, src - i0.to(OPMATH)
 
 
 @triton.jit
@@ -94,14 +80,10 @@ def _load_block(x, guide, w_hidden, b_hidden, w_gate, b_gate, block, live, H, W,
     mask = cmask[:, None] & pmask[None, :]
     xt = tl.load(x + offsets, mask=mask, other=0.0)
 
-    y0, y1, ly = _bilinear_tap(pix // W, h, H, OPMATH)
-    x0, x1, lx = _bilinear_tap(pix % W, w, W, OPMATH)
+    y0, y1, ly = bilinear_tap(pix // W, source_scale(h, H, OPMATH), h, OPMATH)
+    x0, x1, lx = bilinear_tap(pix % W, source_scale(w, W, OPMATH), w, OPMATH)
     plane = guide + b * h * w
-    g00 = tl.load(plane + y0 * w + x0, mask=pmask, other=0.0).to(OPMATH)
-    g01 = tl.load(plane + y0 * w + x1, mask=pmask, other=0.0).to(OPMATH)
-    g10 = tl.load(plane + y1 * w + x0, mask=pmask, other=0.0).to(OPMATH)
-    g11 = tl.load(plane + y1 * w + x1, mask=pmask, other=0.0).to(OPMATH)
-    g = (1.0 - ly) * ((1.0 - lx) * g00 + lx * g01) + ly * ((1.0 - lx) * g10 + lx * g11)
+    g = bilinear_sample(plane, y0, y1, ly, x0, x1, lx, w, pmask, OPMATH)
 
     # w_hidden [C+1, C+1]: rows j < C against x, column C against the guide, row C apart.
     square = c[:, None] * (C + 1) + c[None, :]

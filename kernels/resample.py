@@ -9,11 +9,12 @@ import triton.language as tl
 @triton.jit
 def source_scale(in_size, out_size, OPMATH: tl.constexpr):
     """PyTorch's scale in_size / out_size in OPMATH, correctly rounded (Triton's plain fp32
-    division is an approximate one on GPUs)."""
+    division is an approximate one on GPUs). tl.cast, not .to: a size of 1 arrives as a plain
+    int (Triton specializes integer arguments equal to 1 as constants)."""
     if OPMATH == tl.float64:
-        return in_size.to(tl.float64) / out_size.to(tl.float64)
+        return tl.cast(in_size, tl.float64) / tl.cast(out_size, tl.float64)
     else:
-        return tl.math.div_rn(in_size.to(tl.float32), out_size.to(tl.float32))
+        return tl.math.div_rn(tl.cast(in_size, tl.float32), tl.cast(out_size, tl.float32))
 
 
 @triton.jit

@@ -81,6 +81,20 @@ def test_cli_bench_writes_records_and_their_table(tmp_path, capsys):
     assert float(cells[9]) == pytest.approx(fast["floor_ratio"], abs=0.005)
 
 
+def test_cli_bench_reports_a_failed_compile_and_keeps_going(tmp_path, capsys, monkeypatch):
+    def refuse(fn, *args, **kwargs):
+        raise RuntimeError("no compiler here\nsecond line")
+
+    monkeypatch.setattr(torch, "compile", refuse)
+    path = tmp_path / "records.json"
+    argv = ["bench", "--suite", "tiles", "--ops", "select_tiles,gather_tiles", "--repeats", "1", "--compile",
+            "--json", str(path)]
+    assert main(argv) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "compile failed" in line]
+    assert len(lines) == 2 and lines[0].endswith("compile failed: RuntimeError: no compiler here")
+    assert {r["backend"] for r in json.loads(path.read_text())} == {"reference", "fastmatte", "eager"}
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--repeats", "0"], "--repeats must be a positive"),
     (["--suite", "tiles,nope"], "--suite must be a comma list"),
