@@ -182,7 +182,7 @@ def model_benchmark(model_name="cra", resolutions=("hd",), device=None, precisio
 
     Returns one record per (resolution, backend): model, resolution, height, width, backend,
     precision, fps_median, ms_median, tiles (refined tiles, from the selection's count),
-    capacity (the selection's rows: the refiner's layers run over all of them, padding included),
+    capacity (the selection's rows: on CUDA the refiner runs over all of them, padding included),
     max_abs_diff_vs_eager, error (None, or why the compile backend has no figure), device,
     torch, commit, model_kwargs. Raises OutputMismatch when fastmatte's alpha is off.
     """

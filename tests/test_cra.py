@@ -45,6 +45,24 @@ def test_fused_model_equals_its_eager_twin(given_trimap):
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("backend", [None, "torch"])
+def test_cpu_refiner_skips_padding_rows_without_changing_the_output(backend, monkeypatch):
+    import fastmatte.models.cra as cra
+
+    model = tiny(tile_capacity=1.0)
+    H, W = 48, 64
+    image, trimap = torch.rand(2, 3, H, W), band_trimap(H, W).repeat(2, 1, 1, 1)
+    seen = []
+    model.refiner.register_forward_hook(lambda module, args, out: seen.append(out.shape[0]))
+    with torch.no_grad():
+        cut = model(image, trimap, backend=backend)
+        monkeypatch.setattr(cra, "_selected_rows", lambda selection, image: selection)  # full capacity
+        whole = model(image, trimap, backend=backend)
+    count, capacity = int(cut["selection"].count), cut["selection"].tiles.shape[0]
+    assert 0 < count < capacity and seen == [count, capacity]
+    torch.testing.assert_close(cut["alpha"], whole["alpha"], atol=1e-6, rtol=1e-6)
+
+
 def test_refinement_changes_only_the_selected_tiles():
     model = tiny(tile_capacity=1.0)
     H, W = 48, 64

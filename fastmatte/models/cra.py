@@ -94,11 +94,22 @@ class CRAMatting(nn.Module):
 
         chooser = predicted.detach() if trimap is None else trimap
         selection = select_tiles(chooser, self.capacity(B, *grid), backend=backend)
-        refined = self.refiner(padded, coarse_alpha, selection, backend=backend)
-        alpha = scatter_tiles(coarse_alpha, refined, selection.tiles, selection.count, selection.tile_map,
-                              backend=backend)
+        rows = _selected_rows(selection, padded)
+        refined = self.refiner(padded, coarse_alpha, rows, backend=backend)
+        alpha = scatter_tiles(coarse_alpha, refined, rows.tiles, rows.count, rows.tile_map, backend=backend)
         return {"alpha": alpha[:, :, :H, :W], "coarse_alpha": coarse_alpha, "trimap": predicted,
                 "selection": selection}
+
+
+def _selected_rows(selection, image):
+    """The selection the refiner runs on. On the CPU it is cut to its `count` rows, so the
+    refiner's layers skip the padding rows (reading the count costs nothing there; the padding is
+    about a quarter of the rows at HD). Elsewhere it is left at its fixed capacity: on a GPU that
+    keeps the forward free of host syncs and capturable in a CUDA graph, and under torch.compile
+    it keeps the graph whole. The output is the same either way: rows past count are ignored."""
+    if image.device.type != "cpu" or torch.compiler.is_compiling():
+        return selection
+    return selection._replace(tiles=selection.tiles[:int(selection.count)])
 
 
 def _check_capacity(tile_capacity):
