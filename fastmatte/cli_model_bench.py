@@ -16,6 +16,7 @@ from fastmatte.benchmark_markdown import model_markdown
 from fastmatte.benchmark_model import (DEFAULT_REPEATS, OutputMismatch, check_arguments, model_benchmark,
                                        parse_resolutions)
 from fastmatte.benchmark_profile import format_profile, format_stage_comparison
+from fastmatte.cli_op_bench import usage_error
 
 DEFAULT_OUT = "bench/results"
 OPTION_NAMES = {"model_name": "--model", "resolutions": "--res", "device": "--device",
@@ -28,19 +29,19 @@ def cmd_bench_model(args) -> int:
     run, 1 when fastmatte's output does not match the eager model's."""
     for dest, option in OP_SUITE_OPTIONS.items():
         if getattr(args, dest) is not None:
-            return _usage_error(f"{option} is for the op suites; with --model the records go to "
+            return usage_error(f"{option} is for the op suites; with --model the records go to "
                                 f"OUT/<model>_<device>_<precision>.json (choose OUT with --out)")
     if args.repeats is not None and args.repeats < 1:
-        return _usage_error(f"--repeats must be a positive number of runs; got {args.repeats}")
+        return usage_error(f"--repeats must be a positive number of runs; got {args.repeats}")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     try:
         resolutions = parse_resolutions(args.res, "--res")
         check_arguments(args.model, resolutions, device, args.precision, OPTION_NAMES)
     except ValueError as error:
-        return _usage_error(str(error))
+        return usage_error(str(error))
     out = Path(args.out or DEFAULT_OUT)
     if out.exists() and not out.is_dir():
-        return _usage_error(f"--out {out} is a file, not a folder")
+        return usage_error(f"--out {out} is a file, not a folder")
     stem = out / f"{args.model}_{device.type}_{args.precision}"
     repeats = args.repeats or DEFAULT_REPEATS[device.type]
     print(f"model {args.model} (random weights; the refined band is a fixed portrait trimap, the same for "
@@ -89,8 +90,3 @@ def format_table(records) -> str:
         lines.append(f"{head} {r['tiles']:6d} {r['ms_median']:10.2f} {r['fps_median']:8.2f} "
                      f"{eager[r['resolution']] / r['ms_median']:7.2f}x {r['max_abs_diff_vs_eager']:10.2g}")
     return "\n".join(lines)
-
-
-def _usage_error(message) -> int:
-    print(f"fastmatte bench: {message}", file=sys.stderr)
-    return 2

@@ -32,20 +32,20 @@ def suites():
 def cmd_bench_ops(args) -> int:
     for option, given in (("--profile", args.profile), ("--out", args.out is not None)):
         if given:
-            return _usage_error(f"{option} applies with --model only")
+            return usage_error(f"{option} applies with --model only")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
-        return _usage_error("--device cuda, but no CUDA GPU is available")
+        return usage_error("--device cuda, but no CUDA GPU is available")
     repeats = 30 if args.repeats is None else args.repeats
     if repeats < 1:
-        return _usage_error(f"--repeats must be a positive number of runs; got {repeats}")
+        return usage_error(f"--repeats must be a positive number of runs; got {repeats}")
     resolutions = args.res.split(",")
     if any(res not in RESOLUTIONS for res in resolutions):
-        return _usage_error(f"--res must be a comma list of {', '.join(RESOLUTIONS)}; got {args.res!r}")
+        return usage_error(f"--res must be a comma list of {', '.join(RESOLUTIONS)}; got {args.res!r}")
     cases_of = suites()
     suite_names = (args.suite or DEFAULT_SUITES).split(",")
     if any(suite not in cases_of for suite in suite_names):
-        return _usage_error(f"--suite must be a comma list of {', '.join(cases_of)}; got {args.suite!r}")
+        return usage_error(f"--suite must be a comma list of {', '.join(cases_of)}; got {args.suite!r}")
     common = {"precision": args.precision, "device": device_name(device), "torch": torch.__version__,
               "commit": git_commit(), "command": getattr(args, "command_line", None)}
     copy_gbps = copy_bandwidth_gbps(device, repeats)
@@ -99,6 +99,7 @@ def time_case(case, res, device, repeats, compile_reference, copy_gbps, common):
     return records
 
 
-def _usage_error(message) -> int:
+def usage_error(message) -> int:
+    """Say what is wrong with the bench arguments; exit status 2 (shared with `bench --model`)."""
     print(f"fastmatte bench: {message}", file=sys.stderr)
     return 2

@@ -43,6 +43,7 @@ _kernels = set()  # "module.name" of every launchable kernel
 _binders = {}
 _compiled = {}  # specialization key -> result dict
 _original_jit_run, _original_tuned_run = JITFunction.run, Autotuner.run
+_ABSENT = object()
 
 
 def _load_both_copies():
@@ -80,7 +81,7 @@ def _resources(kernel) -> dict:
     line = next((ln for ln in text.splitlines() if "REG:" in ln), "")
     fields = dict(item.split(":", 1) for item in line.split() if ":" in item)
     return {"registers": int(fields.get("REG", 0)), "local_bytes": int(fields.get("LOCAL", 0)),
-            "stack_bytes": int(fields.get("STACK", 0)), "shared_bytes": kernel.metadata.shared}
+            "shared_bytes": kernel.metadata.shared}
 
 
 def _compile(fn, args, kwargs):
@@ -91,10 +92,12 @@ def _compile(fn, args, kwargs):
     binder = _binders.setdefault(id(fn), create_function_from_signature(fn.signature, fn.params, BACKEND))
     bound, specialization, options = binder(*args, **kwargs)
     options, signature, constexprs, attrs = fn._pack_args(BACKEND, kwargs, bound, specialization, options)
-    key = (fn.__name__, repr(signature), repr(constexprs), repr(attrs), repr(sorted(options.__dict__.items())))
+    key = (fn.__name__, repr(signature), repr(constexprs), repr(attrs),
+           repr(sorted(options.__dict__.items())))
     if key in _compiled:
         return
-    result = {"kernel": f"{fn.fn.__module__.rsplit('.', 1)[-1]}.{fn.__name__}", "num_warps": options.num_warps,
+    module = fn.fn.__module__.rsplit(".", 1)[-1]
+    result = {"kernel": f"{module}.{fn.__name__}", "num_warps": options.num_warps,
               "constexprs": {str(k): v for k, v in constexprs.items()}, "error": None}
     try:
         result.update(_resources(triton.compile(ASTSource(fn, signature, constexprs, attrs), target=TARGET,
@@ -105,21 +108,18 @@ def _compile(fn, args, kwargs):
     _compiled[key] = result
 
 
-def _interpreted_stdlib():
-    """(module, name, interpreted function) for each jit function of triton.language itself
-    (tl.cdiv, tl.max, ...): decorated at triton's import, before TRITON_INTERPRET was set,
-    they are compiled-only, and the interpreted kernels need them interpreted."""
-    modules = [m for name, m in sys.modules.items() if name.startswith("triton.language") and m is not None]
-    return [(m, name, InterpretedFunction(obj.fn)) for m in modules for name, obj in list(vars(m).items())
-            if isinstance(obj, JITFunction)]
-
-
-def _language_namespaces():
-    """triton.language's modules and classes: what the interpreter patches while it runs."""
+def _language():
+    """triton.language as the interpreter meets it: (its modules and classes, which the
+    interpreter patches while it runs; (module, name, interpreted function) for each of its own
+    jit functions (tl.cdiv, tl.max, ...), which were decorated at triton's import, before
+    TRITON_INTERPRET was set, so are compiled-only, and the interpreted kernels need them
+    interpreted)."""
     modules = [m for name, m in sys.modules.items() if name.startswith("triton.language") and m is not None]
     classes = {id(c): c for m in modules for c in vars(m).values()
                if isinstance(c, type) and c.__module__.startswith("triton.language")}
-    return modules + list(classes.values())
+    stdlib = [(m, name, InterpretedFunction(obj.fn)) for m in modules for name, obj in list(vars(m).items())
+              if isinstance(obj, JITFunction)]
+    return modules + list(classes.values()), stdlib
 
 
 def _interpret(fn, args, kwargs):
@@ -129,7 +129,7 @@ def _interpret(fn, args, kwargs):
     them; the compiler never looks them up)."""
     twin = _twins[id(fn)]
     names = set(twin.arg_names)
-    saved = [(space, dict(vars(space))) for space in _language_namespaces()]
+    saved = [(space, dict(vars(space))) for space in _LANGUAGE_SPACES]
     try:
         for m, name, interpreted in _STDLIB:
             setattr(m, name, interpreted)
@@ -143,9 +143,6 @@ def _interpret(fn, args, kwargs):
             for name, value in before.items():
                 if now.get(name, _ABSENT) is not value:
                     setattr(space, name, value)
-
-
-_ABSENT = object()
 
 
 def _jit_run(self, *args, **kwargs):
@@ -171,14 +168,15 @@ def problems(result) -> list[str]:
     if result["shared_bytes"] > SHARED_LIMIT:
         found.append(f"{result['shared_bytes']} B of shared memory > {SHARED_LIMIT}")
     if result["registers"] * result["num_warps"] * 32 > REGISTER_FILE:
-        found.append(f"{result['registers']} registers x {result['num_warps'] * 32} threads > {REGISTER_FILE}")
+        threads = result["num_warps"] * 32
+        found.append(f"{result['registers']} registers x {threads} threads > {REGISTER_FILE}")
     return found
 
 
 # At import, which `-p triton_sm90` makes happen before tests/conftest.py sets TRITON_INTERPRET.
 if shutil.which(str(CUOBJDUMP)) is None:
     raise RuntimeError(f"triton_sm90: {CUOBJDUMP} is missing (triton's NVIDIA backend tools)")
-_STDLIB = _interpreted_stdlib()
+_LANGUAGE_SPACES, _STDLIB = _language()
 _load_both_copies()
 JITFunction.run, Autotuner.run = _jit_run, _tuned_run
 
