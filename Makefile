@@ -18,7 +18,7 @@ demo: setup
 	$(PYTHON) -m fastmatte bench --model cra --res hd --out demo
 	$(PYTHON) -m fastmatte sample demo --force
 	$(PYTHON) -m fastmatte matte demo/portrait.png -o demo/mattes --background green --force
-	@echo "demo/: cra_*.json/.png (benchmark), portrait.png + portrait_alpha.png (sample and its true alpha),"
+	@echo "demo/: cra_*.json/.md/.png (benchmark), portrait.png + portrait_alpha.png (sample and its true alpha),"
 	@echo "mattes/portrait_alpha.png + portrait_composite.png: made with RANDOM weights (no pretrained CRA"
 	@echo "weights exist here), so the matte itself is meaningless; the speed figures are not."
 
