@@ -1,6 +1,6 @@
 """The operators at HD and 4K vs eager PyTorch: tile select/gather/scatter, cross-region
-attention (knn_tiles, both attention blocks, forward and forward+backward), the gated conv and
-the semantic-detail fusion.
+attention (knn_tiles, both attention blocks, forward and forward+backward), Swin's window
+attention, the gated conv and the semantic-detail fusion.
 
 Run with `python -m pytest bench -k hd` (CPU always, CUDA where present). Each group holds
 fastmatte and the eager reference of one case at one resolution, so pytest-benchmark's table
@@ -15,17 +15,19 @@ from fastmatte.benchmark_attention import attention_cases
 from fastmatte.benchmark_gated_conv import gated_conv_cases
 from fastmatte.benchmark_tiles import tile_op_cases
 from fastmatte.benchmark_trimap_fusion import CASES as FUSION_CASES, trimap_fusion_cases
+from fastmatte.benchmark_window_attention import window_attention_cases
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 CASES = {
     "tiles": ["select_tiles", "gather_tiles", "scatter_tiles", "gather+scatter", "select+gather+scatter"],
     "attention": ["knn_tiles", "knn_attention", "group_attention", "knn+knn_attention",
                   "knn+both blocks fwd", "knn+both blocks fwd+bwd"],
+    "window_attention": [f"window_attention stage {i}" for i in (1, 2, 3, 4)] + ["window_attention x12 (Swin-T)"],
     "gated_conv": [f"gated_conv C={c}{kind}" for c in (8, 16, 32) for kind in ("", " fwd+bwd")],
     "trimap_fusion": [case[0] for case in FUSION_CASES],
 }
-BUILDERS = {"tiles": tile_op_cases, "attention": attention_cases, "gated_conv": gated_conv_cases,
-            "trimap_fusion": trimap_fusion_cases}
+BUILDERS = {"tiles": tile_op_cases, "attention": attention_cases, "window_attention": window_attention_cases,
+            "gated_conv": gated_conv_cases, "trimap_fusion": trimap_fusion_cases}
 
 
 @functools.lru_cache(maxsize=None)

@@ -31,6 +31,10 @@ TORCH_LIBRARY(fastmatte, m) {
         " Tensor nbr, Tensor bias_table, int search_range)"
         " -> (Tensor grad_q0, Tensor grad_k, Tensor grad_v, Tensor grad_bias_table)");
 
+  // Swin's shifted-window attention (the backbone of CRAMatting): qkv in, attention out.
+  m.def("window_attention(Tensor qkv, Tensor bias_table, int window, int[] window_size,"
+        " int[] shift, int[] size) -> Tensor");
+
   // PP-Matting's gated convolution (weights with BatchNorms folded in) and semantic-detail fusion.
   m.def("gated_conv(Tensor x, Tensor guide, Tensor w_hidden, Tensor b_hidden, Tensor w_gate,"
         " Tensor b_gate, Tensor w_out) -> Tensor");

@@ -15,7 +15,7 @@ from fastmatte.benchmark import (PRECISIONS, RESOLUTIONS, copy_bandwidth_gbps, d
                                  median_ms)
 from fastmatte.benchmark_markdown import ops_markdown
 
-DEFAULT_SUITES = "tiles,attention,gated_conv,trimap_fusion"
+DEFAULT_SUITES = "tiles,attention,window_attention,gated_conv,trimap_fusion"
 
 
 def suites():
@@ -24,8 +24,10 @@ def suites():
     from fastmatte.benchmark_metrics import metric_cases
     from fastmatte.benchmark_tiles import tile_op_cases
     from fastmatte.benchmark_trimap_fusion import trimap_fusion_cases
+    from fastmatte.benchmark_window_attention import window_attention_cases
 
-    return {"tiles": tile_op_cases, "attention": attention_cases, "gated_conv": gated_conv_cases,
+    return {"tiles": tile_op_cases, "attention": attention_cases,
+            "window_attention": window_attention_cases, "gated_conv": gated_conv_cases,
             "trimap_fusion": trimap_fusion_cases, "metrics": metric_cases}
 
 

@@ -107,12 +107,13 @@ FM_ALWAYS_INLINE void dots_impl(const T* a, int64_t a_rows, const T* b, int64_t 
 }
 
 // out [a_rows, ldo] += a [a_rows, width] @ b [b_rows, width]^T, both of row stride ld, each
-// entry's sum over the width in a fixed order; width is a multiple of one vector.
-FM_ISA_CLONES void add_dots(const float* a, int64_t a_rows, const float* b, int64_t b_rows,
+// entry's sum over the width in a fixed order; width is a multiple of one vector. (Not every
+// kernel that includes this file uses both products.)
+[[maybe_unused]] FM_ISA_CLONES void add_dots(const float* a, int64_t a_rows, const float* b, int64_t b_rows,
                             int64_t ld, int64_t width, float* out, int64_t ldo) {
   dots_impl(a, a_rows, b, b_rows, ld, width, out, ldo);
 }
-FM_ISA_CLONES void add_dots(const double* a, int64_t a_rows, const double* b, int64_t b_rows,
+[[maybe_unused]] FM_ISA_CLONES void add_dots(const double* a, int64_t a_rows, const double* b, int64_t b_rows,
                             int64_t ld, int64_t width, double* out, int64_t ldo) {
   dots_impl(a, a_rows, b, b_rows, ld, width, out, ldo);
 }

@@ -21,6 +21,7 @@
 
 #include "checks.h"
 #include "cpu/simd.h"
+#include "cpu/softmax_exp.h"
 #include "relative_position.h"
 
 namespace fastmatte {
@@ -32,28 +33,6 @@ constexpr int kVecBytes = 16;
 template <typename T> using Vec = typename Simd<T, kVecBytes>::vec;
 template <typename T> constexpr int64_t kLanes = kVecBytes / sizeof(T);
 template <typename T> inline Vec<T> vload(const T* p) { return load_vec<kVecBytes>(p); }
-
-// e^x for softmax arguments x = score - max <= 0. The float version is Cephes' expf (within
-// 1e-7 relative) on whole vectors; x < -87 (e^x < 2e-38, nothing next to the max term's 1) is
-// clamped so that 2^n stays a normal float. NaN stays NaN.
-inline Vec<double> softmax_exp(const Vec<double>& x) { return Vec<double>{std::exp(x[0]), std::exp(x[1])}; }
-inline Vec<float> softmax_exp(Vec<float> x) {
-  using V = Vec<float>;
-  x = x < -87.0f ? V{} - 87.0f : x;
-  const V n = (x * 1.44269504089f + 12582912.0f) - 12582912.0f;  // round(x / ln 2)
-  const V r = x - n * 0.693359375f + n * 2.12194440e-4f;         // x - n ln 2, in two parts
-  V p = r * 1.9875691500e-4f + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  using Bits = SimdInt32<kVecBytes>::vec;
-  const Bits exponent = (__builtin_convertvector(n, Bits) + 127) << 23;
-  V two_n;
-  std::memcpy(&two_n, &exponent, sizeof(two_n));
-  return p * two_n;
-}
 
 // The two small matrix products of attention, per SIMD chunk c of heads: a block of outputs
 // stays in registers while the inner dimension streams by. Blocks have compile-time sizes

@@ -89,7 +89,7 @@ class CRAMatting(nn.Module):
             _check_trimap(trimap, (B, 3, *grid), image)
 
         low = F.avg_pool2d(padded, self.downsample) if self.downsample > 1 else padded
-        coarse = self.decoder(self.backbone((low - self.mean) / self.std))
+        coarse = self.decoder(self.backbone((low - self.mean) / self.std, backend))
         coarse_alpha, predicted = torch.sigmoid(coarse[:, :1]), coarse[:, 1:]
 
         chooser = predicted.detach() if trimap is None else trimap

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastmatte.models.swin_blocks import PatchMerging, SwinBlock, blocked_keys, relative_position_index, \
-    window_layout
+from fastmatte.models.swin_blocks import PatchMerging, SwinBlock, window_layout
+from fastmatte.reference.window_attention import blocked_keys, window_relative_index
 
 
 class PatchEmbed(nn.Module):
@@ -36,9 +36,10 @@ class PatchEmbed(nn.Module):
 class SwinStage(nn.Module):
     """`depth` Swin blocks, alternately in regular and shifted windows, then optional patch merging.
 
-    forward(x[B, H, W, C]) -> (out[B, H, W, C], next[B, ceil(H/2), ceil(W/2), 2C] or None): out is
-    the blocks' output, next the merged map for the following stage. The window layout and the
-    masks come from the actual H and W at every call (see swin_blocks.window_layout).
+    forward(x[B, H, W, C], backend=None) -> (out[B, H, W, C], next[B, ceil(H/2), ceil(W/2), 2C] or
+    None): out is the blocks' output, next the merged map for the following stage. The window
+    layout comes from the actual H and W at every call (see swin_blocks.window_layout); backend
+    is window_attention's.
     """
 
     def __init__(self, dim, depth, num_heads, window_size, mlp_ratio, drop_path_rates, downsample):
@@ -47,23 +48,22 @@ class SwinStage(nn.Module):
         self.blocks = nn.ModuleList(SwinBlock(dim, num_heads, window_size, mlp_ratio, rate)
                                     for rate in drop_path_rates[:depth])
         self.downsample = PatchMerging(dim) if downsample else None
-        # Not persistent: official checkpoints store one per block, and it follows from window_size.
-        self.register_buffer("relative_position_index", relative_position_index(window_size),
-                             persistent=False)
+        # For the eager twin (backend="torch"); not persistent: official checkpoints store one
+        # per block, and it follows from window_size.
+        self.register_buffer("relative_position_index", window_relative_index(window_size), persistent=False)
 
-    def forward(self, x):
+    def forward(self, x, backend=None):
         height, width = x.shape[1], x.shape[2]
         window, shift = window_layout(height, width, self.window_size)
-        (wh, ww), no_shift = window, (0, 0)
+        (wh, ww), size = window, (height, width)
         x = F.pad(x, (0, 0, 0, -width % ww, 0, -height % wh))
-        index = self.relative_position_index[:wh, :ww, :wh, :ww].reshape(-1)
-        regular = blocked_keys(height, width, window, no_shift, x.device)
-        shifted = blocked_keys(height, width, window, shift, x.device) if shift != no_shift else regular
+        shifts = [(0, 0), shift]
+        masks = [None, None]
+        if backend == "torch":  # the eager twin makes the masks once for all blocks of the stage
+            index = self.relative_position_index[:wh, :ww, :wh, :ww].reshape(-1)
+            masks = [(index, blocked_keys(x.shape[1:3], window, s, size, x.device)) for s in shifts]
         for j, block in enumerate(self.blocks):
-            if j % 2:
-                x = block(x, window, shift, index, shifted)
-            else:
-                x = block(x, window, no_shift, index, regular)
+            x = block(x, window, shifts[j % 2], size, backend, masks[j % 2])
         out = x[:, :height, :width]
         return out, (self.downsample(out) if self.downsample is not None else None)
 
@@ -79,7 +79,7 @@ class SwinTransformer(nn.Module):
         drop_path_rate: stochastic depth, rising linearly from 0 to this over all blocks
             (training only).
 
-    forward(x[B, in_chans, H, W] float) -> list of len(depths) maps [B, C_i, H_i, W_i]
+    forward(x[B, in_chans, H, W] float, backend=None) -> list of len(depths) maps [B, C_i, H_i, W_i]
     (contiguous, x's dtype), H_0 = ceil(H / patch_size), H_{i+1} = ceil(H_i / 2), same for W;
     stage i's output before its patch merging, through its own LayerNorm `norm{i}`.
 
@@ -117,14 +117,14 @@ class SwinTransformer(nn.Module):
             self.add_module(f"norm{i}", nn.LayerNorm(dim))
         self.apply(_init_weights)
 
-    def forward(self, x):
+    def forward(self, x, backend=None):
         if x.ndim != 4 or x.shape[1] != self.in_chans or not x.is_floating_point():
             raise ValueError(f"SwinTransformer: x must be a float [B, {self.in_chans}, H, W] tensor, "
                              f"got {x.dtype} {list(x.shape)}")
         x = self.patch_embed(x)
         features = []
         for i, stage in enumerate(self.layers):
-            out, x = stage(x)
+            out, x = stage(x, backend)
             features.append(getattr(self, f"norm{i}")(out).permute(0, 3, 1, 2).contiguous())
         return features
 

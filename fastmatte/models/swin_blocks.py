@@ -1,14 +1,16 @@
-"""The pieces of a Swin Transformer stage: window layout and attention masks for maps of any
-size, window attention with relative position bias, the transformer block and patch merging.
+"""The pieces of a Swin Transformer stage: the window layout of maps of any size, window
+attention with relative position bias (fastmatte.ops.window_attention), the transformer block
+and patch merging.
 
 Token maps are channels-last [B, H, W, C] throughout (LayerNorm and Linear act on the last
 dimension). Parameter names follow microsoft/Swin-Transformer so its checkpoints load.
 """
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from fastmatte import reference
+from fastmatte.ops import window_attention
 
 
 def window_layout(height: int, width: int, window: int):
@@ -24,52 +26,6 @@ def window_layout(height: int, width: int, window: int):
     return (wh, ww), (sh, sw)
 
 
-def relative_position_index(window: int) -> torch.Tensor:
-    """int64 [w, w, w, w]: entry [qy, qx, ky, kx] is the row of the (2w-1)^2-row bias table for
-    query (qy, qx) and key (ky, kx) of a w x w window: (qy-ky+w-1) * (2w-1) + (qx-kx+w-1).
-
-    A smaller wh x ww window uses the slice [:wh, :ww, :wh, :ww]: same offsets, same rows.
-    """
-    coords = torch.arange(window)
-    dy = coords[:, None, None, None] - coords[None, None, :, None]
-    dx = coords[None, :, None, None] - coords[None, None, None, :]
-    return (dy + window - 1) * (2 * window - 1) + (dx + window - 1)
-
-
-def blocked_keys(height: int, width: int, window, shift, device=None):
-    """bool [nW, 1, N, N] or None: True where a query (row) must not attend to a key (column).
-
-    The map (height x width real tokens) is padded at the bottom/right to a multiple of the
-    window, then rolled by (-sh, -sw), then cut into nW = (Hp/wh) * (Wp/ww) windows of
-    N = wh * ww tokens in raster order. Padded tokens are blocked as keys. With a shift, tokens
-    that the roll wrapped around are also blocked from the others in their window: the regions
-    [0, Hp-wh), [Hp-wh, Hp-sh), [Hp-sh, Hp) of each axis, as in the Swin paper. None when
-    nothing is blocked (no padding, no shift).
-    """
-    (wh, ww), (sh, sw) = window, shift
-    hp, wp = math.ceil(height / wh) * wh, math.ceil(width / ww) * ww
-    if (hp, wp) == (height, width) and sh == sw == 0:
-        return None
-
-    def axis(length, padded, size, offset):
-        pos = torch.arange(padded, device=device)
-        real = (pos + offset) % padded < length  # the rolled map holds original index pos + offset
-        region = (pos >= padded - size).long() + (pos >= padded - offset).long() if offset else pos * 0
-        return real, region
-
-    real_y, region_y = axis(height, hp, wh, sh)
-    real_x, region_x = axis(width, wp, ww, sw)
-    real = real_y[:, None] & real_x[None, :]
-    region = region_y[:, None] * 3 + region_x[None, :]
-
-    def windows(grid):  # [Hp, Wp] -> [nW, N]
-        return grid.view(hp // wh, wh, wp // ww, ww).transpose(1, 2).reshape(-1, wh * ww)
-
-    real, region = windows(real), windows(region)
-    blocked = (region[:, :, None] != region[:, None, :]) | ~real[:, None, :]
-    return blocked[:, None]
-
-
 def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
     """Stochastic depth: in training, zero each sample's residual branch with probability
     `rate` and scale the kept ones by 1 / (1 - rate); identity otherwise."""
@@ -81,39 +37,31 @@ def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
 
 
 class WindowAttention(nn.Module):
-    """Multi-head self-attention inside windows with a learned relative position bias.
+    """Multi-head self-attention inside (shifted) windows with a learned relative position bias.
 
-    forward(x[B, Hp, Wp, C], window=(wh, ww), index[N*N] int64, blocked[nW, 1, N, N] bool or
-    None) -> [B, Hp, Wp, C] with Hp, Wp multiples of wh, ww: softmax(q k^T / sqrt(head_dim) +
-    table[index]) v per window and head, then the output projection. Blocked pairs get a
-    finite, very negative logit (never -inf: a query whose keys are all blocked, which only
-    happens for padded queries, stays finite instead of turning NaN).
+    forward(x[B, Hp, Wp, C], window_size=(wh, ww), shift=(sh, sw), size=(height, width),
+    backend=None, masks=None) -> [B, Hp, Wp, C] with Hp, Wp multiples of wh, ww and height x width
+    the real tokens: the qkv projection, fastmatte.ops.window_attention (the roll by (-sh, -sw)
+    and back, the windows, the bias and the masks of padded keys and of the shift regions, all
+    inside the op; padded positions come out zero), then the output projection. backend="torch"
+    runs the op's eager reference, with `masks` (reference.window_masks of these sizes, which the
+    stage makes once for all its blocks, as eager Swin code does) or without.
     """
 
     def __init__(self, dim: int, num_heads: int, window: int):
         super().__init__()
         self.num_heads = num_heads
+        self.window = window
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, num_heads))
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
 
-    def forward(self, x, window, index, blocked=None):
-        batch, hp, wp, dim = x.shape
-        (wh, ww), heads = window, self.num_heads
-        nh, nw, n, d = hp // wh, wp // ww, wh * ww, dim // heads
-        # One copy into [B, windows * heads, N, d]: windows and heads share SDPA's head axis, so
-        # the mask is one [1, windows * heads, N, N] tensor broadcast over the batch.
-        qkv = self.qkv(x).view(batch, nh, wh, nw, ww, 3, heads, d)
-        q, k, v = qkv.permute(5, 0, 1, 3, 6, 2, 4, 7).reshape(3, batch, nh * nw * heads, n, d)
-        bias = self.relative_position_bias_table[index].view(n, n, heads).permute(2, 0, 1).to(q.dtype)
-        if blocked is None:
-            mask = bias.expand(nh * nw, heads, n, n)
-        else:
-            mask = torch.where(blocked, torch.finfo(q.dtype).min / 2, bias)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.reshape(1, nh * nw * heads, n, n))
-        out = out.view(batch, nh, nw, heads, wh, ww, d).permute(0, 1, 4, 2, 5, 3, 6)
-        return self.proj(out.reshape(batch, hp, wp, dim))
+    def forward(self, x, window_size, shift, size, backend=None, masks=None):
+        args = (self.qkv(x), self.relative_position_bias_table, self.window, window_size, shift, size)
+        if backend == "torch":
+            return self.proj(reference.window_attention(*args, masks=masks))
+        return self.proj(window_attention(*args, backend=backend))
 
 
 class Mlp(nn.Module):
@@ -131,8 +79,8 @@ class Mlp(nn.Module):
 class SwinBlock(nn.Module):
     """Pre-norm transformer block: x + attn(norm1(x)) in (shifted) windows, then x + mlp(norm2(x)).
 
-    forward(x[B, Hp, Wp, C], window, shift=(sh, sw), index, blocked) -> [B, Hp, Wp, C]; the map
-    is rolled by (-sh, -sw) around the attention and back (see blocked_keys for the masks).
+    forward(x[B, Hp, Wp, C], window_size, shift=(sh, sw), size, backend=None, masks=None) ->
+    [B, Hp, Wp, C] (see WindowAttention; padded tokens never reach a real one).
     """
 
     def __init__(self, dim: int, num_heads: int, window: int, mlp_ratio: float, drop_path_rate: float):
@@ -143,14 +91,8 @@ class SwinBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
-    def forward(self, x, window, shift, index, blocked=None):
-        sh, sw = shift
-        h = self.norm1(x)
-        if sh or sw:
-            h = torch.roll(h, shifts=(-sh, -sw), dims=(1, 2))
-        h = self.attn(h, window, index, blocked)
-        if sh or sw:
-            h = torch.roll(h, shifts=(sh, sw), dims=(1, 2))
+    def forward(self, x, window_size, shift, size, backend=None, masks=None):
+        h = self.attn(self.norm1(x), window_size, shift, size, backend, masks)
         x = x + drop_path(h, self.drop_path_rate, self.training)
         return x + drop_path(self.mlp(self.norm2(x)), self.drop_path_rate, self.training)
 

@@ -9,6 +9,8 @@ from fastmatte.ops.knn_tiles import knn_tiles
 from fastmatte.ops.scatter_tiles import scatter_tiles
 from fastmatte.ops.select_tiles import TileSelection, select_tiles
 from fastmatte.ops.trimap_fusion import trimap_fusion
+from fastmatte.ops.window_attention import window_attention
 
 __all__ = ["TileSelection", "connectivity_error", "gated_conv", "gather_tiles", "gradient_error", "group_attention",
-           "knn_attention", "knn_tiles", "scatter_tiles", "select_tiles", "trimap_fusion"]
+           "knn_attention", "knn_tiles", "scatter_tiles", "select_tiles", "trimap_fusion",
+           "window_attention"]

@@ -11,6 +11,8 @@ from fastmatte.reference.relative_position import relative_position_index
 from fastmatte.reference.scatter_tiles import scatter_tiles
 from fastmatte.reference.select_tiles import select_tiles
 from fastmatte.reference.trimap_fusion import trimap_fusion
+from fastmatte.reference.window_attention import window_attention
 
 __all__ = ["connectivity_error", "gated_conv", "gather_tiles", "gradient_error", "group_attention", "knn_attention",
-           "knn_tiles", "relative_position_index", "scatter_tiles", "select_tiles", "trimap_fusion"]
+           "knn_tiles", "relative_position_index", "scatter_tiles", "select_tiles", "trimap_fusion",
+           "window_attention"]

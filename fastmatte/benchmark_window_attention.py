@@ -1,0 +1,60 @@
+"""Benchmark cases of window_attention on the token maps of CRAMatting's Swin-T backbone at
+HD/4K (patch 16, window 7): each stage's shifted block (the one with the most masking), and all
+twelve blocks' attention of one frame (2, 2, 6, 2 blocks, regular and shifted in turn)."""
+import math
+
+import torch
+
+from fastmatte import ops, reference
+from fastmatte.benchmark import RESOLUTIONS
+from fastmatte.benchmark_tiles import OpCase
+from fastmatte.models.cra import STRIDE
+from fastmatte.models.swin_blocks import window_layout
+
+WINDOW = 7
+STAGES = [(96, 3, 2), (192, 6, 2), (384, 12, 6), (768, 24, 2)]  # Swin-T: (channels, heads, blocks)
+
+
+def _stage_inputs(height, width, device, dtype, gen):
+    """Per stage: (qkv [1, Hp, Wp, 3C], table, window_size, shift, (h, w), blocks) on the token
+    map of an H x W frame (1/16, then halved per stage, padded to the window)."""
+    h, w = math.ceil(height / STRIDE), math.ceil(width / STRIDE)
+    stages = []
+    for channels, heads, blocks in STAGES:
+        (wh, ww), shift = window_layout(h, w, WINDOW)
+        qkv = torch.randn(1, math.ceil(h / wh) * wh, math.ceil(w / ww) * ww, 3 * channels, generator=gen)
+        table = torch.randn((2 * WINDOW - 1) ** 2, heads, generator=gen) * 0.02
+        stages.append((qkv.to(device, dtype), table.to(device, dtype), [wh, ww], list(shift), [h, w], blocks))
+        h, w = (h + 1) // 2, (w + 1) // 2
+    return stages
+
+
+def window_attention_cases(resolution: str, device, dtype=torch.float32):
+    """fastmatte.ops.window_attention vs its eager reference (roll, partition, bias and mask
+    tensors, scaled_dot_product_attention), batch 1, no gradient."""
+    height, width = RESOLUTIONS[resolution]
+    stages = _stage_inputs(height, width, torch.device(device), dtype, torch.Generator().manual_seed(7))
+    elt = torch.finfo(dtype).bits // 8
+
+    def min_bytes(qkv):  # qkv read once, the output (a third of its size) written once
+        return qkv.numel() * 4 // 3 * elt
+
+    def attend(api, qkv, table, window_size, shift, size):
+        with torch.no_grad():
+            return api.window_attention(qkv, table, WINDOW, window_size, shift, size)
+
+    cases = []
+    for i, (qkv, table, window_size, shift, size, _) in enumerate(stages):
+        args = (qkv, table, window_size, shift, size)
+        cases.append(OpCase(f"window_attention stage {i + 1}", lambda args=args: attend(ops, *args),
+                            lambda args=args: attend(reference, *args), min_bytes(qkv), 0))
+
+    def backbone(api):
+        for qkv, table, window_size, shift, size, blocks in stages:
+            for j in range(blocks):
+                attend(api, qkv, table, window_size, shift if j % 2 else [0, 0], size)
+
+    total = sum(min_bytes(qkv) * blocks for qkv, *_, blocks in stages)
+    cases.append(OpCase("window_attention x12 (Swin-T)", lambda: backbone(ops), lambda: backbone(reference),
+                        total, 0))
+    return cases
