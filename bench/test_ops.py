@@ -22,7 +22,7 @@ CASES = {
     "tiles": ["select_tiles", "gather_tiles", "scatter_tiles", "gather+scatter", "select+gather+scatter"],
     "attention": ["knn_tiles", "knn_attention", "group_attention", "knn+knn_attention",
                   "knn+both blocks fwd", "knn+both blocks fwd+bwd"],
-    "window_attention": [f"window_attention stage {i}" for i in (1, 2, 3, 4)] + ["window_attention x12 (Swin-T)"],
+    "window_attention": [f"window_attention stage {i}" for i in (1, 2, 3, 4)] + ["window_attention x12"],
     "gated_conv": [f"gated_conv C={c}{kind}" for c in (8, 16, 32) for kind in ("", " fwd+bwd")],
     "trimap_fusion": [case[0] for case in FUSION_CASES],
 }

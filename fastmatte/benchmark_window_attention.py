@@ -55,6 +55,6 @@ def window_attention_cases(resolution: str, device, dtype=torch.float32):
                 attend(api, qkv, table, window_size, shift if j % 2 else [0, 0], size)
 
     total = sum(min_bytes(qkv) * blocks for qkv, *_, blocks in stages)
-    cases.append(OpCase("window_attention x12 (Swin-T)", lambda: backbone(ops), lambda: backbone(reference),
+    cases.append(OpCase("window_attention x12", lambda: backbone(ops), lambda: backbone(reference),
                         total, 0))
     return cases
