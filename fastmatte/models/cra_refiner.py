@@ -1,5 +1,6 @@
 """CRAMatting's refinement stage: the uncertain 8x8 tiles, each encoded into one token, mixed with
 its nearest uncertain tiles by cross-region attention, and decoded back to an 8x8 alpha."""
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -44,6 +45,10 @@ class TileRefiner(nn.Module):
     def forward(self, image, coarse_alpha, selection: TileSelection, backend=None):
         tiles, count = selection.tiles, selection.count
         patches = gather_tiles(image, coarse_alpha, tiles, count, TILE, HALO, backend=backend)
+        if patches.device.type == "cpu":
+            # oneDNN runs these small convolutions faster on channels-last maps (HD, 2 cores: the
+            # whole frame 423 -> 354 ms); on a GPU the layout is left as it is (not measured there)
+            patches = patches.contiguous(memory_format=torch.channels_last)
         features = F.relu(self.encode2(F.relu(self.encode1(patches))))
         tokens = F.relu(self.encode3(features)).mean((2, 3))
         tokens = self.attention(tokens, tiles, count, selection.tile_map, backend=backend)
