@@ -33,7 +33,7 @@ TORCH_LIBRARY(fastmatte, m) {
 
   // Swin's shifted-window attention (the backbone of CRAMatting): qkv in, attention out.
   m.def("window_attention(Tensor qkv, Tensor bias_table, int window, int[] window_size,"
-        " int[] shift, int[] size) -> Tensor");
+        " int[] shift) -> Tensor");
 
   // PP-Matting's gated convolution (weights with BatchNorms folded in) and semantic-detail fusion.
   m.def("gated_conv(Tensor x, Tensor guide, Tensor w_hidden, Tensor b_hidden, Tensor w_gate,"

@@ -16,15 +16,15 @@ STAGES = [(96, 3, 2), (192, 6, 2), (384, 12, 6), (768, 24, 2)]  # Swin-T: (chann
 
 
 def _stage_inputs(height, width, device, dtype, gen):
-    """Per stage: (qkv [1, Hp, Wp, 3C], table, window_size, shift, (h, w), blocks) on the token
-    map of an H x W frame (1/16, then halved per stage, padded to the window)."""
+    """Per stage: (qkv [1, h, w, 3C], table, window_size, shift, blocks) on the token map of an
+    H x W frame (1/16, then halved per stage)."""
     h, w = math.ceil(height / STRIDE), math.ceil(width / STRIDE)
     stages = []
     for channels, heads, blocks in STAGES:
         (wh, ww), shift = window_layout(h, w, WINDOW)
-        qkv = torch.randn(1, math.ceil(h / wh) * wh, math.ceil(w / ww) * ww, 3 * channels, generator=gen)
+        qkv = torch.randn(1, h, w, 3 * channels, generator=gen)
         table = torch.randn((2 * WINDOW - 1) ** 2, heads, generator=gen) * 0.02
-        stages.append((qkv.to(device, dtype), table.to(device, dtype), [wh, ww], list(shift), [h, w], blocks))
+        stages.append((qkv.to(device, dtype), table.to(device, dtype), [wh, ww], list(shift), blocks))
         h, w = (h + 1) // 2, (w + 1) // 2
     return stages
 
@@ -39,20 +39,20 @@ def window_attention_cases(resolution: str, device, dtype=torch.float32):
     def min_bytes(qkv):  # qkv read once, the output (a third of its size) written once
         return qkv.numel() * 4 // 3 * elt
 
-    def attend(api, qkv, table, window_size, shift, size):
+    def attend(api, qkv, table, window_size, shift):
         with torch.no_grad():
-            return api.window_attention(qkv, table, WINDOW, window_size, shift, size)
+            return api.window_attention(qkv, table, WINDOW, window_size, shift)
 
     cases = []
-    for i, (qkv, table, window_size, shift, size, _) in enumerate(stages):
-        args = (qkv, table, window_size, shift, size)
+    for i, (qkv, table, window_size, shift, _) in enumerate(stages):
+        args = (qkv, table, window_size, shift)
         cases.append(OpCase(f"window_attention stage {i + 1}", lambda args=args: attend(ops, *args),
                             lambda args=args: attend(reference, *args), min_bytes(qkv), 0))
 
     def backbone(api):
-        for qkv, table, window_size, shift, size, blocks in stages:
+        for qkv, table, window_size, shift, blocks in stages:
             for j in range(blocks):
-                attend(api, qkv, table, window_size, shift if j % 2 else [0, 0], size)
+                attend(api, qkv, table, window_size, shift if j % 2 else [0, 0])
 
     total = sum(min_bytes(qkv) * blocks for qkv, *_, blocks in stages)
     cases.append(OpCase("window_attention x12", lambda: backbone(ops), lambda: backbone(reference),

@@ -1,10 +1,11 @@
 """Triton forward kernel of window_attention (Swin's shifted-window attention).
 
-One launch, one program per (batch, window, head): the program computes the original (un-rolled)
-positions of its window's wh * ww members and reads their q/k/v rows straight from qkv (no roll,
-partition or copy), takes each score's bias from the table by relative position (no bias
-tensor), blocks padded keys and keys of another shift region from index arithmetic (no mask
-tensor), and writes the output rows back at the original positions, zero at padded ones.
+One launch, one program per (batch, window of the map padded to whole windows, head): the
+program computes the original (un-rolled) positions of its window's wh * ww members and reads
+their q/k/v rows straight from qkv (no padding, roll, partition or copy; zeros past the map),
+takes each score's bias from the table by relative position (no bias tensor), blocks padded keys
+and keys of another shift region from index arithmetic (no mask tensor), and writes the output
+rows of the real tokens back at their original positions.
 Q K^T and P V are tl.dot with the members padded to a power of two >= 16: half-precision
 operands go in as they are (exact products, fp32 accumulator), fp32 with input_precision="ieee"
 (no TF32), fp64 in fp64. The softmax is in fp32 (fp64 for fp64) and normalized after P V.
@@ -33,7 +34,7 @@ def _dot(a, b):
 
 
 @triton.jit
-def _forward_kernel(qkv, table, out, Hp, Wp, height, width, sh, sw, WH: tl.constexpr,
+def _forward_kernel(qkv, table, out, height, width, Hp, Wp, sh, sw, WH: tl.constexpr,
                     WW: tl.constexpr, WINDOW: tl.constexpr, HEADS: tl.constexpr, DIM: tl.constexpr,
                     BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, ACC: tl.constexpr):
     windows_x = Wp // WW
@@ -55,10 +56,10 @@ def _forward_kernel(qkv, table, out, Hp, Wp, height, width, sh, sw, WH: tl.const
     # Shift regions: only the last window along an axis straddles them, split at P - s.
     region_y = ry >= Hp - sh
     region_x = rx >= Wp - sw
-    token = (b * Hp + y) * Wp + x
+    token = tl.where(real, (b * height + y) * width + x, 0)
     channels = 3 * HEADS * DIM
     offsets = token[:, None] * channels + h * DIM + d[None, :]
-    mask = member[:, None] & (d[None, :] < DIM)
+    mask = real[:, None] & (d[None, :] < DIM)
     q = tl.load(qkv + offsets, mask=mask, other=0.0)
     k = tl.load(qkv + offsets + HEADS * DIM, mask=mask, other=0.0)
     v = tl.load(qkv + offsets + 2 * HEADS * DIM, mask=mask, other=0.0)
@@ -76,24 +77,24 @@ def _forward_kernel(qkv, table, out, Hp, Wp, height, width, sh, sw, WH: tl.const
     p = tl.where(allowed, tl.exp(scores - top[:, None]), 0.0)
     total = tl.sum(p, axis=1)
     o = _dot(p.to(v.dtype), v) / tl.where(total > 0, total, 1.0)[:, None]
-    o = tl.where(real[:, None], o, 0.0)
     out_offsets = token[:, None] * (HEADS * DIM) + h * DIM + d[None, :]
     tl.store(out + out_offsets, o.to(out.dtype.element_ty), mask=mask)
 
 
 def window_attention_forward(qkv: torch.Tensor, bias_table: torch.Tensor, window: int, window_size,
-                             shift, size) -> torch.Tensor:
+                             shift) -> torch.Tensor:
     """Launch on contiguous, already-checked inputs; see fastmatte.ops.window_attention."""
-    batch, hp, wp, channels = qkv.shape
+    batch, height, width, channels = qkv.shape
     heads = bias_table.shape[1]
     dim = channels // (3 * heads)
-    (wh, ww), (sh, sw), (height, width) = window_size, shift, size
-    out = qkv.new_empty((batch, hp, wp, heads * dim))
+    (wh, ww), (sh, sw) = window_size, shift
+    hp, wp = -(-height // wh) * wh, -(-width // ww) * ww  # the map padded to whole windows
+    out = qkv.new_empty((batch, height, width, heads * dim))
     if out.numel() == 0:
         return out
     grid = (batch * (hp // wh) * (wp // ww), heads)
     _forward_kernel[grid](
-        qkv, bias_table, out, hp, wp, height, width, sh, sw, WH=wh, WW=ww, WINDOW=window,
+        qkv, bias_table, out, height, width, hp, wp, sh, sw, WH=wh, WW=ww, WINDOW=window,
         HEADS=heads, DIM=dim, BLOCK_N=max(16, triton.next_power_of_2(wh * ww)),
         BLOCK_D=max(16, triton.next_power_of_2(dim)),
         ACC=tl.float64 if qkv.dtype == torch.float64 else tl.float32,

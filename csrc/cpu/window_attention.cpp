@@ -1,6 +1,7 @@
 // window_attention (Swin's shifted-window attention) on the CPU, in one pass over qkv: no
-// rolled, partitioned, bias or mask tensor is made. at::parallel_for runs over (batch, window,
-// head) tasks. A task gathers its window's N = wh*ww tokens from their un-rolled positions into
+// padded, rolled, partitioned, bias or mask tensor is made. at::parallel_for runs over (batch,
+// window, head) tasks of the map padded to whole windows. A task gathers its window's
+// N = wh*ww tokens from their un-rolled positions (zeros for the padding past the map) into
 // small buffers in the math type (fp32, fp64 for fp64): q [N, D], k transposed [D, Np] and
 // v [Np, Dp], N and D padded with zeros to whole pairs of vectors, so that the scores
 // Q K^T [N, Np] and the output P V [N, Dp] are the dense products of cpu/block_products.h
@@ -8,7 +9,7 @@
 // adds the head's bias (an [N, Np] matrix of table entries, made once per call) and blocks
 // every key whose class (shift region 0..8, or -1 for padding and the pad columns) differs
 // from the query's; the softmax then subtracts the row max and exponentiates, a blocked key
-// giving exactly 0. Padded queries are written as zeros.
+// giving exactly 0. Padded queries are not written: the output holds the real tokens only.
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -106,25 +107,22 @@ void forward_kernel(const Shape& s, const scalar_t* qkv, const scalar_t* table, 
       for (int64_t t = 0; t < n; ++t) {
         const int64_t ry = w / windows_x * s.wh + t / s.ww, rx = w % windows_x * s.ww + t % s.ww;
         const int64_t y = (ry + s.sh) % s.hp, x = (rx + s.sw) % s.wp;
-        token[t] = (b * s.hp + y) * s.wp + x;
-        cls[t] = y < s.height && x < s.width
-                     ? static_cast<acc_t>(region(ry, s.hp, s.wh, s.sh) * 3 + region(rx, s.wp, s.ww, s.sw))
-                     : acc_t(-1);
-        const scalar_t* src = qkv + token[t] * 3 * C + h * D;
-        for (int64_t d = 0; d < D; ++d) q[t * D + d] = static_cast<acc_t>(src[d]);
-        for (int64_t d = 0; d < D; ++d) kt[d * np + t] = static_cast<acc_t>(src[C + d]);
-        for (int64_t d = 0; d < D; ++d) v[t * dp + d] = static_cast<acc_t>(src[2 * C + d]);
+        const bool real = y < s.height && x < s.width;
+        token[t] = real ? (b * s.height + y) * s.width + x : -1;
+        cls[t] = real ? static_cast<acc_t>(region(ry, s.hp, s.wh, s.sh) * 3 + region(rx, s.wp, s.ww, s.sw))
+                      : acc_t(-1);
+        const scalar_t* src = qkv + std::max<int64_t>(token[t], 0) * 3 * C + h * D;
+        for (int64_t d = 0; d < D; ++d) q[t * D + d] = real ? static_cast<acc_t>(src[d]) : acc_t(0);
+        for (int64_t d = 0; d < D; ++d) kt[d * np + t] = real ? static_cast<acc_t>(src[C + d]) : acc_t(0);
+        for (int64_t d = 0; d < D; ++d) v[t * dp + d] = real ? static_cast<acc_t>(src[2 * C + d]) : acc_t(0);
       }
       matmul(q.data(), n, D, kt.data(), np, np, scores.data());
       softmax_rows(scores.data(), bias.data() + h * n * np, cls.data(), n, np, scale);
       matmul(scores.data(), n, np, v.data(), dp, dp, o.data());
       for (int64_t t = 0; t < n; ++t) {
+        if (token[t] < 0) continue;
         scalar_t* dst = out + token[t] * C + h * D;
-        if (cls[t] < 0) {
-          std::fill(dst, dst + D, scalar_t(0));
-        } else {
-          for (int64_t d = 0; d < D; ++d) dst[d] = static_cast<scalar_t>(o[t * dp + d]);
-        }
+        for (int64_t d = 0; d < D; ++d) dst[d] = static_cast<scalar_t>(o[t * dp + d]);
       }
     }
   });
@@ -136,9 +134,9 @@ std::pair<int64_t, int64_t> pair_of(at::IntArrayRef value, const char* name) {
 }
 
 Shape check_inputs(const at::Tensor& qkv, const at::Tensor& bias_table, int64_t window,
-                   at::IntArrayRef window_size, at::IntArrayRef shift, at::IntArrayRef size) {
+                   at::IntArrayRef window_size, at::IntArrayRef shift) {
   const char* op = "window_attention";
-  check_rank(qkv, op, "qkv", 4, "[B, Hp, Wp, 3*C]");
+  check_rank(qkv, op, "qkv", 4, "[B, H, W, 3*C]");
   const auto dtype = qkv.scalar_type();
   TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf || dtype == at::kBFloat16,
               "fastmatte.window_attention: qkv must be float32, float64, float16 or bfloat16, got ", dtype);
@@ -152,27 +150,23 @@ Shape check_inputs(const at::Tensor& qkv, const at::Tensor& bias_table, int64_t 
   check_dtype(bias_table, dtype, op, "bias_table");
   check_same_device(bias_table, qkv, op, "bias_table", "qkv");
   check_contiguous(bias_table, op, "bias_table");
-  const int64_t hp = qkv.size(1), wp = qkv.size(2), channels = qkv.size(3);
+  const int64_t height = qkv.size(1), width = qkv.size(2), channels = qkv.size(3);
   TORCH_CHECK(channels >= 1 && channels % (3 * heads) == 0, "fastmatte.window_attention: qkv's last axis "
               "must be 3 * heads * D with heads = bias_table.size(1) = ", heads, ", got ", channels);
   const auto [wh, ww] = pair_of(window_size, "window_size");
   const auto [sh, sw] = pair_of(shift, "shift");
-  const auto [height, width] = pair_of(size, "size");
   TORCH_CHECK(wh >= 1 && wh <= window && ww >= 1 && ww <= window, "fastmatte.window_attention: "
               "window_size must be in [1, window=", window, "], got ", window_size);
-  TORCH_CHECK(hp >= 1 && wp >= 1 && hp % wh == 0 && wp % ww == 0, "fastmatte.window_attention: qkv's map "
-              "[Hp, Wp] = [", hp, ", ", wp, "] must be a non-empty multiple of window_size ", window_size);
   TORCH_CHECK(sh >= 0 && sh < wh && sw >= 0 && sw < ww, "fastmatte.window_attention: shift must be in "
               "[0, window_size) = [0, ", window_size, "), got ", shift);
-  TORCH_CHECK(height >= 0 && height <= hp && width >= 0 && width <= wp, "fastmatte.window_attention: "
-              "size (the real tokens) must be within qkv's map [", hp, ", ", wp, "], got ", size);
+  const int64_t hp = (height + wh - 1) / wh * wh, wp = (width + ww - 1) / ww * ww;  // the padded map
   return {qkv.size(0), hp, wp, heads, channels / (3 * heads), window, wh, ww, sh, sw, height, width};
 }
 
 at::Tensor window_attention_cpu(const at::Tensor& qkv, const at::Tensor& bias_table, int64_t window,
-                                at::IntArrayRef window_size, at::IntArrayRef shift, at::IntArrayRef size) {
-  const Shape s = check_inputs(qkv, bias_table, window, window_size, shift, size);
-  at::Tensor out = at::empty({s.batch, s.hp, s.wp, s.heads * s.dim}, qkv.options());
+                                at::IntArrayRef window_size, at::IntArrayRef shift) {
+  const Shape s = check_inputs(qkv, bias_table, window, window_size, shift);
+  at::Tensor out = at::empty({s.batch, s.height, s.width, s.heads * s.dim}, qkv.options());
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, qkv.scalar_type(), "window_attention_cpu", [&] {
     forward_kernel(s, qkv.data_ptr<scalar_t>(), bias_table.data_ptr<scalar_t>(), out.data_ptr<scalar_t>());

@@ -2,15 +2,16 @@
 names of microsoft/Swin-Transformer (swin_tiny_patch4_window7_224.pth and its siblings).
 
 Any size works without changing what real tokens see: the image is zero-padded to a multiple of
-the patch size; inside each stage the token map is zero-padded to a multiple of the window and
-the padded tokens are masked as attention keys, so they never change a real token's features.
+the patch size; each block's window attention (fastmatte.ops.window_attention) zero-pads the
+token map to a multiple of the window and masks the padded tokens as keys, so they never change
+a real token's features; everything else runs on the real tokens only.
 """
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from fastmatte.models.swin_blocks import PatchMerging, SwinBlock, window_layout
-from fastmatte.reference.window_attention import blocked_keys, window_relative_index
+from fastmatte.reference.window_attention import blocked_keys, padded_size, window_relative_index
 
 
 class PatchEmbed(nn.Module):
@@ -55,17 +56,16 @@ class SwinStage(nn.Module):
     def forward(self, x, backend=None):
         height, width = x.shape[1], x.shape[2]
         window, shift = window_layout(height, width, self.window_size)
-        (wh, ww), size = window, (height, width)
-        x = F.pad(x, (0, 0, 0, -width % ww, 0, -height % wh))
         shifts = [(0, 0), shift]
         masks = [None, None]
         if backend == "torch":  # the eager twin makes the masks once for all blocks of the stage
+            (wh, ww), size = window, (height, width)
             index = self.relative_position_index[:wh, :ww, :wh, :ww].reshape(-1)
-            masks = [(index, blocked_keys(x.shape[1:3], window, s, size, x.device)) for s in shifts]
+            padded = padded_size(height, width, window)
+            masks = [(index, blocked_keys(padded, window, s, size, x.device)) for s in shifts]
         for j, block in enumerate(self.blocks):
-            x = block(x, window, shifts[j % 2], size, backend, masks[j % 2])
-        out = x[:, :height, :width]
-        return out, (self.downsample(out) if self.downsample is not None else None)
+            x = block(x, window, shifts[j % 2], backend, masks[j % 2])
+        return x, (self.downsample(x) if self.downsample is not None else None)
 
 
 class SwinTransformer(nn.Module):

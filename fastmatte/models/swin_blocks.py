@@ -39,11 +39,10 @@ def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
 class WindowAttention(nn.Module):
     """Multi-head self-attention inside (shifted) windows with a learned relative position bias.
 
-    forward(x[B, Hp, Wp, C], window_size=(wh, ww), shift=(sh, sw), size=(height, width),
-    backend=None, masks=None) -> [B, Hp, Wp, C] with Hp, Wp multiples of wh, ww and height x width
-    the real tokens: the qkv projection, fastmatte.ops.window_attention (the roll by (-sh, -sw)
-    and back, the windows, the bias and the masks of padded keys and of the shift regions, all
-    inside the op; padded positions come out zero), then the output projection. backend="torch"
+    forward(x[B, H, W, C], window_size=(wh, ww), shift=(sh, sw), backend=None, masks=None) ->
+    [B, H, W, C]: the qkv projection, fastmatte.ops.window_attention (the zero padding to whole
+    windows, the roll by (-sh, -sw) and back, the windows, the bias and the masks of padded keys
+    and of the shift regions, all inside the op), then the output projection. backend="torch"
     runs the op's eager reference, with `masks` (reference.window_masks of these sizes, which the
     stage makes once for all its blocks, as eager Swin code does) or without.
     """
@@ -57,8 +56,8 @@ class WindowAttention(nn.Module):
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, num_heads))
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
 
-    def forward(self, x, window_size, shift, size, backend=None, masks=None):
-        args = (self.qkv(x), self.relative_position_bias_table, self.window, window_size, shift, size)
+    def forward(self, x, window_size, shift, backend=None, masks=None):
+        args = (self.qkv(x), self.relative_position_bias_table, self.window, window_size, shift)
         if backend == "torch":
             return self.proj(reference.window_attention(*args, masks=masks))
         return self.proj(window_attention(*args, backend=backend))
@@ -79,8 +78,8 @@ class Mlp(nn.Module):
 class SwinBlock(nn.Module):
     """Pre-norm transformer block: x + attn(norm1(x)) in (shifted) windows, then x + mlp(norm2(x)).
 
-    forward(x[B, Hp, Wp, C], window_size, shift=(sh, sw), size, backend=None, masks=None) ->
-    [B, Hp, Wp, C] (see WindowAttention; padded tokens never reach a real one).
+    forward(x[B, H, W, C], window_size, shift=(sh, sw), backend=None, masks=None) -> [B, H, W, C]
+    (see WindowAttention).
     """
 
     def __init__(self, dim: int, num_heads: int, window: int, mlp_ratio: float, drop_path_rate: float):
@@ -91,8 +90,8 @@ class SwinBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
-    def forward(self, x, window_size, shift, size, backend=None, masks=None):
-        h = self.attn(self.norm1(x), window_size, shift, size, backend, masks)
+    def forward(self, x, window_size, shift, backend=None, masks=None):
+        h = self.attn(self.norm1(x), window_size, shift, backend, masks)
         x = x + drop_path(h, self.drop_path_rate, self.training)
         return x + drop_path(self.mlp(self.norm2(x)), self.drop_path_rate, self.training)
 

@@ -12,52 +12,52 @@ BACKENDS = OpBackends("window_attention", triton=True)
 DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
-def window_attention(qkv: torch.Tensor, bias_table: torch.Tensor, window: int, window_size, shift,
-                     size, *, backend=None) -> torch.Tensor:
-    """Multi-head self-attention inside the (cyclically shifted) windows of a token map.
+def window_attention(qkv: torch.Tensor, bias_table: torch.Tensor, window: int, window_size, shift, *,
+                     backend=None) -> torch.Tensor:
+    """Multi-head self-attention inside the (cyclically shifted) windows of a token map of any size.
 
     Args:
-        qkv: [B, Hp, Wp, 3*C] float32/float64/float16/bfloat16, the qkv projection of a
+        qkv: [B, H, W, 3*C] float32/float64/float16/bfloat16, the qkv projection of a
             channels-last token map; the last axis is laid out [3 (q, k, v), heads, D].
         bias_table: [(2*window-1)^2, heads], qkv's dtype: the relative-position bias.
         window: int >= 1, the window the table was made for.
-        window_size: (wh, ww), 1 <= wh, ww <= window, dividing Hp and Wp.
-        shift: (sh, sw), 0 <= sh < wh and 0 <= sw < ww: the map is rolled by (-sh, -sw) before
-            it is cut into windows and rolled back after.
-        size: (height, width) <= (Hp, Wp): the real tokens; the rest is padding.
+        window_size: (wh, ww), 1 <= wh, ww <= window. The map is zero-padded at the bottom/right
+            to Hp x Wp, the multiples of the window size, as Swin does; the padding exists only
+            inside the op.
+        shift: (sh, sw), 0 <= sh < wh and 0 <= sw < ww: the padded map is rolled by (-sh, -sw)
+            before it is cut into windows and rolled back after.
         backend: None (fastest here), "cpu", "triton" or "torch" (the reference).
 
-    Returns out [B, Hp, Wp, C] in qkv's dtype. Token (y, x) lies at the rolled position
+    Returns out [B, H, W, C] in qkv's dtype. Token (y, x) lies at the rolled position
     (ry, rx) = ((y - sh) mod Hp, (x - sw) mod Wp), in window (ry // wh, rx // ww) at
-    (iy, ix) = (ry % wh, rx % ww). For every real query token and head h (D = C / heads):
+    (iy, ix) = (ry % wh, rx % ww). For every token and head h (D = C / heads):
 
         out[b, y, x, h] = sum_key softmax(q . k / sqrt(D) + bias_table[idx, h]) v
 
-    over the keys of its window that are not blocked, idx = (iy_q - iy_k + window - 1) *
-    (2 * window - 1) + (ix_q - ix_k + window - 1). A key is blocked when it is padding (y >= height
-    or x >= width) or lies in another shift region than the query on either axis: along an axis
-    of padded length P, window w and shift s > 0, the regions of the rolled coordinate r are
-    r < P - w, P - w <= r < P - s, and r >= P - s (one region when s = 0). Padded positions of
-    out are zero. Swin's window attention (microsoft/Swin-Transformer's, with its img_mask) on
-    a zero-padded map, before the output projection.
+    over the real tokens of its window that are not blocked, idx = (iy_q - iy_k + window - 1) *
+    (2 * window - 1) + (ix_q - ix_k + window - 1). A key is blocked when it lies in another shift
+    region than the query on either axis: along an axis of padded length P, window w and shift
+    s > 0, the regions of the rolled coordinate r are r < P - w, P - w <= r < P - s, and r >= P - s
+    (one region when s = 0). Swin's window attention (microsoft/Swin-Transformer's, with its
+    img_mask and the padding masked as keys), before the output projection.
 
-    Accumulates in fp32 (fp64 for fp64); no rolled, partitioned, bias or mask tensor is made.
-    Differentiable in qkv and bias_table: the backward (window_attention_backward) recomputes
-    the softmax in plain PyTorch ops, on any device; it is not a fused kernel. Non-contiguous
-    inputs are copied.
+    Accumulates in fp32 (fp64 for fp64); no padded, rolled, partitioned, bias or mask tensor is
+    made. Differentiable in qkv and bias_table: the backward (window_attention_backward)
+    recomputes the softmax in plain PyTorch ops, on any device; it is not a fused kernel.
+    Non-contiguous inputs are copied.
     """
-    _check_inputs(qkv, bias_table, window, window_size, shift, size)
-    window_size, shift, size = list(window_size), list(shift), list(size)
+    _check_inputs(qkv, bias_table, window, window_size, shift)
+    window_size, shift = list(window_size), list(shift)
     choice = BACKENDS.resolve(qkv.device, backend)
     if choice == "torch":
-        return reference.window_attention(qkv, bias_table, window, window_size, shift, size)
+        return reference.window_attention(qkv, bias_table, window, window_size, shift)
     run = torch.ops.fastmatte.window_attention_triton if choice == "triton" else torch.ops.fastmatte.window_attention
-    return run(qkv.contiguous(), bias_table.contiguous(), window, window_size, shift, size)
+    return run(qkv.contiguous(), bias_table.contiguous(), window, window_size, shift)
 
 
-def _check_inputs(qkv, bias_table, window, window_size, shift, size):
+def _check_inputs(qkv, bias_table, window, window_size, shift):
     op = "window_attention"
-    check_tensor(op, "qkv", qkv, rank=4, layout="[B, Hp, Wp, 3*C]", floating=True)
+    check_tensor(op, "qkv", qkv, rank=4, layout="[B, H, W, 3*C]", floating=True)
     if qkv.dtype not in DTYPES:
         fail(op, f"qkv must be float32, float64, float16 or bfloat16, got {qkv.dtype}")
     check_int(op, "window", window, 1)
@@ -67,21 +67,16 @@ def _check_inputs(qkv, bias_table, window, window_size, shift, size):
     if bias_table.shape[0] != (2 * window - 1) ** 2 or heads == 0:
         fail(op, f"bias_table must be [(2*window-1)^2 = {(2 * window - 1) ** 2}, heads >= 1] for window "
                  f"{window}, got {list(bias_table.shape)}")
-    batch, hp, wp, channels = qkv.shape
+    channels = qkv.shape[3]
     if channels == 0 or channels % (3 * heads):
         fail(op, f"qkv's last axis must be 3 * heads * D with heads = bias_table.shape[1] = {heads}, "
                  f"got {channels}")
     wh, ww = _pair(op, "window_size", window_size)
     sh, sw = _pair(op, "shift", shift)
-    height, width = _pair(op, "size", size)
     if not (1 <= wh <= window and 1 <= ww <= window):
         fail(op, f"window_size must be in [1, window={window}], got {[wh, ww]}")
-    if hp % wh or wp % ww or hp == 0 or wp == 0:
-        fail(op, f"qkv's map [Hp, Wp] = {[hp, wp]} must be a non-empty multiple of window_size {[wh, ww]}")
     if not (0 <= sh < wh and 0 <= sw < ww):
         fail(op, f"shift must be in [0, window_size) = [0, {[wh, ww]}), got {[sh, sw]}")
-    if not (0 <= height <= hp and 0 <= width <= wp):
-        fail(op, f"size (the real tokens) must be within qkv's map {[hp, wp]}, got {[height, width]}")
 
 
 def _pair(op, name, value):
@@ -94,14 +89,14 @@ def _pair(op, name, value):
 
 @torch.library.custom_op("fastmatte::window_attention_triton", mutates_args=())
 def _window_attention_triton(qkv: torch.Tensor, bias_table: torch.Tensor, window: int, window_size: list[int],
-                             shift: list[int], size: list[int]) -> torch.Tensor:
+                             shift: list[int]) -> torch.Tensor:
     """fastmatte::window_attention with the Triton kernel (same arguments and semantics)."""
     from fastmatte.kernels.window_attention import window_attention_forward  # after TRITON_INTERPRET
 
-    return window_attention_forward(qkv, bias_table, window, window_size, shift, size)
+    return window_attention_forward(qkv, bias_table, window, window_size, shift)
 
 
-def _forward_fake(qkv, bias_table, window, window_size, shift, size):
+def _forward_fake(qkv, bias_table, window, window_size, shift):
     return qkv.new_empty(qkv.shape[:3] + (qkv.shape[3] // 3,))
 
 
@@ -113,7 +108,7 @@ def _setup_context(ctx, inputs, output):
 def _backward(ctx, grad_out):
     qkv, bias_table = ctx.saved_tensors
     grad_qkv, grad_table = window_attention_backward(grad_out, qkv, bias_table, *ctx.layout)
-    return grad_qkv, grad_table, None, None, None, None
+    return grad_qkv, grad_table, None, None, None
 
 
 _window_attention_triton.register_fake(_forward_fake)

@@ -6,15 +6,16 @@ import math
 import torch
 import torch.nn.functional as F
 
-from fastmatte.reference.window_attention import window_masks
+from fastmatte.reference.window_attention import padded_size, window_masks
 
 
-def window_attention_backward(grad_out, qkv, bias_table, window, window_size, shift, size):
-    """(grad_qkv [B, Hp, Wp, 3C], grad_table [(2w-1)^2, heads]) of fastmatte.ops.window_attention
-    for grad_out [B, Hp, Wp, C], in qkv's and bias_table's dtypes (computed in fp32, fp64 for
+def window_attention_backward(grad_out, qkv, bias_table, window, window_size, shift):
+    """(grad_qkv [B, H, W, 3C], grad_table [(2w-1)^2, heads]) of fastmatte.ops.window_attention
+    for grad_out [B, H, W, C], in qkv's and bias_table's dtypes (computed in fp32, fp64 for
     fp64). The table's gradient is summed by a one-hot matrix product: deterministic everywhere."""
-    batch, hp, wp, channels = qkv.shape
-    (wh, ww), (sh, sw), (height, width) = window_size, shift, size
+    batch, height, width, channels = qkv.shape
+    (wh, ww), (sh, sw) = window_size, shift
+    hp, wp = padded_size(height, width, window_size)
     heads = bias_table.shape[1]
     dim = channels // 3 // heads
     nh, nw, n = hp // wh, wp // ww, wh * ww
@@ -30,11 +31,12 @@ def window_attention_backward(grad_out, qkv, bias_table, window, window_size, sh
         t = t.reshape(batch, hp, wp, parts * heads * dim)
         return torch.roll(t, shifts=(sh, sw), dims=(1, 2)) if sh or sw else t
 
-    # padded positions of the output are constant zeros: nothing flows back from them
-    grad_out = F.pad(grad_out[:, :height, :width].to(acc), (0, 0, 0, wp - width, 0, hp - height))
-    q, k, v = windows(qkv.to(acc), 3)
-    grad_o = windows(grad_out, 1)[0]
-    index, blocked = window_masks((hp, wp), window, window_size, shift, size, qkv.device)
+    def pad(t):  # the zero padding to the windows, as in the forward
+        return F.pad(t.to(acc), (0, 0, 0, wp - width, 0, hp - height))
+
+    q, k, v = windows(pad(qkv), 3)
+    grad_o = windows(pad(grad_out), 1)[0]
+    index, blocked = window_masks((hp, wp), window, window_size, shift, (height, width), qkv.device)
     bias = bias_table.to(acc)[index].view(n, n, heads).permute(2, 0, 1)
     scale = 1 / math.sqrt(dim)
     scores = q @ k.transpose(-1, -2) * scale + bias  # [B, nW, heads, N, N]
@@ -51,5 +53,5 @@ def window_attention_backward(grad_out, qkv, bias_table, window, window_size, sh
     grad_bias = grad_s.sum((0, 1)).permute(1, 2, 0).reshape(n * n, heads)
     one_hot = F.one_hot(index, bias_table.shape[0]).to(acc)
     grad_table = one_hot.T @ grad_bias
-    grad_qkv = unwindows(torch.stack([grad_q, grad_k, grad_v]), 3)
-    return grad_qkv.to(qkv.dtype), grad_table.to(bias_table.dtype)
+    grad_qkv = unwindows(torch.stack([grad_q, grad_k, grad_v]), 3)[:, :height, :width]
+    return grad_qkv.to(qkv.dtype, memory_format=torch.contiguous_format), grad_table.to(bias_table.dtype)

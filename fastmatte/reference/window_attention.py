@@ -1,5 +1,6 @@
-"""Eager reference of window_attention (Swin's shifted-window attention): roll, window
-partition, a dense bias and mask per window, scaled_dot_product_attention, reverse, roll back."""
+"""Eager reference of window_attention (Swin's shifted-window attention): zero padding, roll,
+window partition, a dense bias and mask per window, scaled_dot_product_attention, reverse, roll
+back, crop."""
 import math
 
 import torch
@@ -54,23 +55,30 @@ def blocked_keys(padded, window, shift, size, device=None):
 def window_masks(padded, window, window_size, shift, size, device=None):
     """(index [N*N] int64, blocked [nW, 1, N, N] bool or None): the bias-table row of every
     (query, key) pair of a window (window_relative_index) and blocked_keys, for a map padded
-    to `padded` = (Hp, Wp). They depend on the sizes only: a model computes them once per map
-    and passes them to every block's window_attention (`masks=`)."""
+    to `padded` = (Hp, Wp) from `size` = (H, W). They depend on the sizes only: a model computes
+    them once per map and passes them to every block's window_attention (`masks=`)."""
     (wh, ww) = window_size
     index = window_relative_index(window, device)[:wh, :ww, :wh, :ww].reshape(-1)
     return index, blocked_keys(padded, window_size, shift, size, device)
 
 
-def window_attention(qkv, bias_table, window, window_size, shift, size, masks=None):
-    """out [B, Hp, Wp, C]: multi-head attention inside the (shifted) windows of qkv
-    [B, Hp, Wp, 3C] (channels [3, heads, D]), bias_table[(2w-1)^2, heads] by relative position,
-    padded keys and keys of another shift region blocked; zero at the padded positions (row >=
-    height or column >= width). See fastmatte.ops.window_attention for the exact semantics.
-    masks: window_masks(...) of these sizes, made here when None."""
-    batch, hp, wp, channels = qkv.shape
-    (wh, ww), (sh, sw), (height, width) = window_size, shift, size
+def padded_size(height: int, width: int, window_size) -> tuple[int, int]:
+    """(Hp, Wp): height and width rounded up to multiples of window_size (wh, ww)."""
+    return math.ceil(height / window_size[0]) * window_size[0], math.ceil(width / window_size[1]) * window_size[1]
+
+
+def window_attention(qkv, bias_table, window, window_size, shift, masks=None):
+    """out [B, H, W, C]: multi-head attention inside the (shifted) windows of qkv [B, H, W, 3C]
+    (channels [3, heads, D]) zero-padded at the bottom/right to multiples of the window, with
+    bias_table[(2w-1)^2, heads] by relative position; padded keys and keys of another shift
+    region blocked. See fastmatte.ops.window_attention for the exact semantics.
+    masks: window_masks(padded_size(H, W, window_size), ...) of these sizes, made here when None."""
+    batch, height, width, channels = qkv.shape
+    (wh, ww), (sh, sw) = window_size, shift
+    hp, wp = padded_size(height, width, window_size)
     heads = bias_table.shape[1]
     dim, nh, nw, n = channels // 3, hp // wh, wp // ww, wh * ww
+    qkv = F.pad(qkv, (0, 0, 0, wp - width, 0, hp - height))
     if sh or sw:
         qkv = torch.roll(qkv, shifts=(-sh, -sw), dims=(1, 2))
     # One copy into [B, windows * heads, N, D]: windows and heads share SDPA's head axis, so
@@ -78,7 +86,7 @@ def window_attention(qkv, bias_table, window, window_size, shift, size, masks=No
     qkv = qkv.view(batch, nh, wh, nw, ww, 3, heads, dim // heads)
     q, k, v = qkv.permute(5, 0, 1, 3, 6, 2, 4, 7).reshape(3, batch, nh * nw * heads, n, dim // heads)
     if masks is None:
-        masks = window_masks((hp, wp), window, window_size, shift, size, qkv.device)
+        masks = window_masks((hp, wp), window, window_size, shift, (height, width), qkv.device)
     index, blocked = masks
     bias = bias_table[index].view(n, n, heads).permute(2, 0, 1).to(q.dtype)
     if blocked is None:
@@ -91,6 +99,4 @@ def window_attention(qkv, bias_table, window, window_size, shift, size, masks=No
     out = out.reshape(batch, hp, wp, dim)
     if sh or sw:
         out = torch.roll(out, shifts=(sh, sw), dims=(1, 2))
-    if (height, width) != (hp, wp):
-        out = F.pad(out[:, :height, :width], (0, 0, 0, wp - width, 0, hp - height))
-    return out
+    return out[:, :height, :width]
