@@ -1,6 +1,8 @@
 """Benchmark cases of window_attention on the token maps of CRAMatting's Swin-T backbone at
-HD/4K (patch 16, window 7): each stage's shifted block (the one with the most masking), and all
-twelve blocks' attention of one frame (2, 2, 6, 2 blocks, regular and shifted in turn)."""
+HD/4K (patch 16, window 7): each stage's shifted block (the one with the most masking; the
+eager side makes its masks in the call), and all twelve blocks' attention of one frame (2, 2, 6,
+2 blocks, regular and shifted in turn; the eager side makes the masks once per stage, as the
+eager model does)."""
 import math
 
 import torch
@@ -10,6 +12,7 @@ from fastmatte.benchmark import RESOLUTIONS
 from fastmatte.benchmark_tiles import OpCase
 from fastmatte.models.cra import STRIDE
 from fastmatte.models.swin_blocks import window_layout
+from fastmatte.reference.window_attention import padded_size, window_masks
 
 WINDOW = 7
 STAGES = [(96, 3, 2), (192, 6, 2), (384, 12, 6), (768, 24, 2)]  # Swin-T: (channels, heads, blocks)
@@ -49,12 +52,21 @@ def window_attention_cases(resolution: str, device, dtype=torch.float32):
         cases.append(OpCase(f"window_attention stage {i + 1}", lambda args=args: attend(ops, *args),
                             lambda args=args: attend(reference, *args), min_bytes(qkv), 0))
 
-    def backbone(api):
+    def backbone(fused):
+        # the eager side makes its masks once per stage and shares them, as the eager model does
         for qkv, table, window_size, shift, blocks in stages:
+            padded, size = padded_size(*qkv.shape[1:3], window_size), list(qkv.shape[1:3])
+            masks = [None if fused else window_masks(padded, WINDOW, window_size, s, size, qkv.device)
+                     for s in ([0, 0], shift)]
             for j in range(blocks):
-                attend(api, qkv, table, window_size, shift if j % 2 else [0, 0])
+                args = (qkv, table, WINDOW, window_size, shift if j % 2 else [0, 0])
+                with torch.no_grad():
+                    if fused:
+                        ops.window_attention(*args)
+                    else:
+                        reference.window_attention(*args, masks=masks[j % 2])
 
     total = sum(min_bytes(qkv) * blocks for qkv, *_, blocks in stages)
-    cases.append(OpCase("window_attention x12", lambda: backbone(ops), lambda: backbone(reference),
+    cases.append(OpCase("window_attention x12", lambda: backbone(True), lambda: backbone(False),
                         total, 0))
     return cases

@@ -62,7 +62,8 @@ class SwinStage(nn.Module):
             (wh, ww), size = window, (height, width)
             index = self.relative_position_index[:wh, :ww, :wh, :ww].reshape(-1)
             padded = padded_size(height, width, window)
-            masks = [(index, blocked_keys(padded, window, s, size, x.device)) for s in shifts]
+            blocked = {s: blocked_keys(padded, window, s, size, x.device) for s in set(shifts)}
+            masks = [(index, blocked[s]) for s in shifts]
         for j, block in enumerate(self.blocks):
             x = block(x, window, shifts[j % 2], backend, masks[j % 2])
         return x, (self.downsample(x) if self.downsample is not None else None)

@@ -49,7 +49,6 @@ class WindowAttention(nn.Module):
 
     def __init__(self, dim: int, num_heads: int, window: int):
         super().__init__()
-        self.num_heads = num_heads
         self.window = window
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
