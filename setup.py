@@ -8,7 +8,9 @@ import glob
 import os
 import sys
 
-from setuptools import setup
+from pathlib import Path
+
+from setuptools import find_packages, setup
 
 try:
     import torch
@@ -56,14 +58,35 @@ setup(
     name="fastmatte",
     version=VERSION,
     description="Fast, exact operators and models for real-time HD/4K alpha matting",
-    packages=["fastmatte", "fastmatte.ops", "fastmatte.reference", "fastmatte.nn", "fastmatte.metrics",
-              "fastmatte.models", "fastmatte.losses", "fastmatte.kernels"],
+    long_description=Path("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="BSD-3-Clause",
+    license_files=["LICENSE"],
+    keywords=["alpha matting", "portrait matting", "video matting", "pytorch", "cuda", "triton"],
+    classifiers=[
+        "Development Status :: 3 - Alpha",
+        "Intended Audience :: Developers",
+        "Intended Audience :: Science/Research",
+        "Operating System :: POSIX :: Linux",
+        "Programming Language :: C++",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Environment :: GPU :: NVIDIA CUDA",
+        "Topic :: Multimedia :: Graphics",
+        "Topic :: Multimedia :: Video",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+        "Topic :: Scientific/Engineering :: Image Processing",
+    ],
+    # fastmatte.kernels lives in kernels/ (a developer may symlink it into the tree: not found twice)
+    packages=find_packages(include=["fastmatte", "fastmatte.*"], exclude=["fastmatte.kernels"])
+    + ["fastmatte.kernels"],
     package_dir={"fastmatte.kernels": "kernels"},
     python_requires=">=3.10",
     # A range, never a bare name: any torch >= 2.4 already installed satisfies it, so pip
     # never swaps the user's torch for another build.
     install_requires=["torch>=2.4", "numpy", "scipy", "opencv-python-headless", "tqdm", "safetensors"],
-    extras_require={"test": ["pytest", "pytest-benchmark", "pillow"], "triton": ["triton"]},
+    extras_require={"test": ["pytest", "pytest-benchmark", "pillow", "onnx"], "triton": ["triton"],
+                    "onnx": ["onnx"]},
     entry_points={"console_scripts": ["fastmatte=fastmatte.cli:main"]},
     ext_modules=[extension()],
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},

@@ -1,5 +1,5 @@
 """The matting metrics at HD and 4K: fastmatte vs a NumPy/SciPy implementation of the same
-DIM definitions (fastmatte/benchmark_metrics.py). Run with `python -m pytest bench/test_metrics.py
+DIM definitions (fastmatte/bench/metrics.py). Run with `python -m pytest bench/test_metrics.py
 -k hd`; each group pairs fastmatte with NumPy/SciPy ("eager") for one metric, resolution and
 device. Fewer rounds than bench/test_ops.py: the NumPy side takes seconds per call at 4K."""
 import functools
@@ -7,8 +7,8 @@ import functools
 import pytest
 import torch
 
-from fastmatte.benchmark import synchronize
-from fastmatte.benchmark_metrics import metric_cases
+from fastmatte.bench.timing import synchronize
+from fastmatte.bench.metrics import metric_cases
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 METRICS = ["metric sad", "metric mse", "metric grad", "metric conn", "metric sad+mse+grad+conn"]

@@ -13,8 +13,9 @@ import os
 import pytest
 import torch
 
-from fastmatte.benchmark import PRECISIONS, synchronize
-from fastmatte.benchmark_model import (DIFF_TOLERANCE, forward_fn, frame_size, max_abs_diff, model_inputs,
+from fastmatte.bench.timing import synchronize
+from fastmatte.matter import PRECISIONS
+from fastmatte.bench.model import (DIFF_TOLERANCE, forward_fn, frame_size, max_abs_diff, model_inputs,
                                        prepare_model)
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -10,12 +10,12 @@ import functools
 import pytest
 import torch
 
-from fastmatte.benchmark import synchronize
-from fastmatte.benchmark_attention import attention_cases
-from fastmatte.benchmark_gated_conv import gated_conv_cases
-from fastmatte.benchmark_tiles import tile_op_cases
-from fastmatte.benchmark_trimap_fusion import CASES as FUSION_CASES, trimap_fusion_cases
-from fastmatte.benchmark_window_attention import window_attention_cases
+from fastmatte.bench.timing import synchronize
+from fastmatte.bench.attention import attention_cases
+from fastmatte.bench.gated_conv import gated_conv_cases
+from fastmatte.bench.tiles import tile_op_cases
+from fastmatte.bench.trimap_fusion import CASES as FUSION_CASES, trimap_fusion_cases
+from fastmatte.bench.window_attention import window_attention_cases
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 CASES = {

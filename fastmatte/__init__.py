@@ -16,7 +16,8 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 
 def info() -> dict:
-    """Version, torch, which backends are present here, and the GPU name (None without one)."""
+    """Version, torch, which backends are present here, the GPU name (None without one), and the
+    names of the zoo's models (fastmatte.models.MODELS)."""
     from fastmatte.ops._backend import HAS_TRITON, TRITON_INTERPRETER
     from fastmatte._extension import has_kernel
 
@@ -33,6 +34,7 @@ def info() -> dict:
         },
         "extension_error": LOAD_ERROR,
         "gpu": torch.cuda.get_device_name() if cuda_device else None,
+        "models": list(models.MODELS),
     }
 
 

@@ -8,10 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fastmatte.benchmark import PRECISIONS
-from fastmatte.cuda_graph import capture_graph
-from fastmatte.models import build_model, load_weights
+from fastmatte.models import build_model, load_model, load_weights
 
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 _KEPT_SHAPES = 4  # CUDA graphs and pinned buffers kept for this many frame shapes (LRU)
 _STAGING_SLOTS = 2  # pinned buffers per shape: one is filled while the other is uploading
 
@@ -30,14 +29,19 @@ class _Graph:
 class Matter:
     """A matting model in eval mode on `device`, in `precision`, called on frames.
 
-    model: a name in fastmatte.models.MODELS ("cra"), built with its default configuration
-      (plus tile_capacity when given), or an nn.Module taken as it is (tile_capacity must then
-      be None; configure the module yourself). Either way the module is moved to device and
-      precision in place, put in eval mode, and its parameters stop requiring gradients.
-    weights: a local weights file (.safetensors, or a torch.save file read with
-      weights_only=True) loaded strictly with fastmatte.models.load_weights; nothing is ever
-      downloaded. With weights=None a model built by name keeps its random initialization:
-      `random_weights` is then True and a RandomWeightsWarning says so once, at construction.
+    model: a name in fastmatte.models.MODELS ("cra", see `fastmatte info`), built with `config`
+      (the model's build arguments, e.g. tile_capacity=0.05 for "cra"), or an nn.Module with
+      predict(image) -> alpha [B, 1, H, W] (every zoo model has it), taken as it is (config must
+      then be empty; configure the module yourself). Either way the module is moved to device
+      and precision in place, put in eval mode, and its parameters stop requiring gradients.
+      Frames go through the model's predict: its official inference recipe.
+    weights: a local checkpoint file. With a model name it is read by
+      fastmatte.models.load_model: any format fastmatte reads (safetensors, PyTorch files read
+      with weights_only=True, PaddlePaddle .pdparams, ONNX), official layouts converted, loaded
+      strictly; a file from `fastmatte convert` brings its configuration along. With a module
+      it must hold that module's own state dict (fastmatte.models.load_weights). Nothing is
+      ever downloaded. With weights=None a model built by name keeps its random
+      initialization: `random_weights` is then True and a RandomWeightsWarning says so once.
     device: "cpu", "cuda", "cuda:N" or a torch.device. precision: "fp32", or "fp16"/"bf16"
       (CUDA only; ValueError on the CPU).
     cuda_graph: on CUDA, the second frame of a given shape and dtype is captured in a CUDA
@@ -63,7 +67,7 @@ class Matter:
     """
 
     def __init__(self, model="cra", weights=None, device="cpu", precision="fp32", cuda_graph=True,
-                 tile_capacity=None):
+                 **config):
         self.device = _device(device)
         if precision not in PRECISIONS:
             raise ValueError(f"Matter: precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -72,16 +76,17 @@ class Matter:
                              "use 'fp32'")
         self.precision, self.dtype = precision, PRECISIONS[precision]
         if isinstance(model, str):
-            module = build_model(model, **({} if tile_capacity is None else {"tile_capacity": tile_capacity}))
+            module = build_model(model, **config) if weights is None else load_model(model, weights, **config)
         elif isinstance(model, torch.nn.Module):
-            if tile_capacity is not None:
-                raise ValueError("Matter: tile_capacity applies to a model built by name; configure the "
-                                 "module you pass instead")
-            module = model
+            if config:
+                raise ValueError(f"Matter: {', '.join(config)} applies to a model built by name; configure "
+                                 "the module you pass instead")
+            if not callable(getattr(model, "predict", None)):
+                raise TypeError(f"Matter: the module must have predict(image) -> alpha [B, 1, H, W], as "
+                                f"every fastmatte model has; {type(model).__name__} has none")
+            module = model if weights is None else load_weights(model, weights)
         else:
             raise TypeError(f"Matter: model must be a model name or an nn.Module, got {type(model).__name__}")
-        if weights is not None:
-            load_weights(module, weights)
         self.random_weights = weights is None and isinstance(model, str)
         if self.random_weights:
             warnings.warn(RandomWeightsWarning(
@@ -143,7 +148,7 @@ class Matter:
         t, layout = _as_tensor(frame)
         if self.device.type != "cuda":
             t = t.to(self.device)
-            return self.model(self._model_input(t, layout))["alpha"], t, layout, frame
+            return self.model.predict(self._model_input(t, layout)), t, layout, frame
         with torch.cuda.device(self.device):  # streams and events of this GPU, whichever is current
             key = (tuple(t.shape), t.dtype, layout)
             graph = self._graph_for(key) if self.cuda_graph else None
@@ -152,7 +157,7 @@ class Matter:
                 graph.graph.replay()
                 return graph.alpha, graph.input, layout, frame
             x = self._upload(t)
-            return self.model(self._model_input(x, layout))["alpha"], x, layout, frame
+            return self.model.predict(self._model_input(x, layout)), x, layout, frame
 
     def _model_input(self, x, layout):
         x = _bchw(x, layout)
@@ -211,7 +216,7 @@ class Matter:
 
     def _capture(self, shape, dtype, layout):
         static = torch.zeros(shape, dtype=dtype, device=self.device)
-        run = lambda: self.model(self._model_input(static, layout))["alpha"]  # noqa: E731
+        run = lambda: self.model.predict(self._model_input(static, layout))  # noqa: E731
         try:
             graph, alpha = capture_graph(run)
         except Exception as error:  # capture raises many types; eager still works
@@ -296,3 +301,23 @@ def _bchw(x, layout):
     if layout == "hwc":
         return x.permute(2, 0, 1).unsqueeze(0)
     return x.unsqueeze(0) if layout == "chw" else x
+
+
+def capture_graph(run):
+    """Capture `run()` (a callable reading static input tensors) in a torch.cuda.CUDAGraph.
+
+    It is first run once on a side stream, as capture requires, so that the allocator, library
+    handles and compiled kernels are ready; then captured on the current device. Returns
+    (graph, output): graph.replay() recomputes `output` in place from the static inputs' current
+    values (the next replay overwrites it: copy what must outlive it). Raises what the capture
+    raises (e.g. an operation that synchronizes with the host).
+    """
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        run()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        output = run()
+    return graph, output

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fastmatte.benchmark import portrait_trimap
+from fastmatte.bench.cases import portrait_trimap
 from fastmatte.models import MODELS, CRAMatting, build_model
 
 
@@ -47,7 +47,7 @@ def test_fused_model_equals_its_eager_twin(given_trimap):
 
 @pytest.mark.parametrize("backend", [None, "torch"])
 def test_cpu_refiner_skips_padding_rows_without_changing_the_output(backend, monkeypatch):
-    import fastmatte.models.cra as cra
+    import fastmatte.models.cra.model as cra
 
     model = tiny(tile_capacity=1.0)
     H, W = 48, 64
@@ -153,14 +153,14 @@ def test_whole_forward_traces_without_graph_breaks():
 
 
 def test_registry_builds_the_model():
-    assert MODELS["cra"] is CRAMatting
+    assert MODELS["cra"].build is CRAMatting
     assert isinstance(build_model("cra", embed_dim=8, depths=(2, 2), num_heads=(1, 2)), CRAMatting)
     with pytest.raises(ValueError, match="unknown model 'nope'"):
         build_model("nope")
 
 
 def test_imagenet_backbone_weights_load_into_the_patch16_model(tmp_path):
-    from fastmatte.models.swin import SwinTransformer
+    from fastmatte.models.backbones.swin import SwinTransformer
 
     imagenet = SwinTransformer(embed_dim=8, depths=(2, 2), num_heads=(1, 2), window_size=4, patch_size=4)
     state = {k: v for k, v in imagenet.state_dict().items() if not k.startswith(("norm0", "norm1"))}

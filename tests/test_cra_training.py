@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from fastmatte.losses import coarse_trimap_target, cra_loss
 from fastmatte.models import CRAMatting
-from fastmatte.sample import synthetic_composites
+from fastmatte.io.sample import synthetic_composites
 
 
 def test_a_few_steps_on_synthetic_composites_lower_the_loss():

@@ -345,7 +345,7 @@ class StandIn(torch.nn.Module):
 
 
 def test_cra_loss_trains_a_stand_in_on_synthetic_composites():
-    from fastmatte.sample import synthetic_composites
+    from fastmatte.io.sample import synthetic_composites
 
     model = StandIn()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)

@@ -2,6 +2,7 @@
 the same pixels, and every refusal (missing inputs, clobbering, clashing names)."""
 import subprocess
 import sys
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -12,15 +13,16 @@ import fastmatte.models
 from fastmatte import Matter
 from fastmatte.cli import main
 from fastmatte.io import read_image, read_matte, write_image
-from fastmatte.matte_files import fit_background
+from fastmatte.cli.matte import fit_background
 from fastmatte.models import CRAMatting
-from fastmatte.video import VideoReader, VideoWriter
+from fastmatte.io.video import VideoReader, VideoWriter
 
 
 @pytest.fixture
 def weights(monkeypatch, tmp_path):
     """"cra" is CRAMatting.tiny in this test; returns a weights file for it and a Matter with them."""
-    monkeypatch.setitem(fastmatte.models.MODELS, "cra", CRAMatting.tiny)
+    tiny = replace(fastmatte.models.MODELS["cra"], build=CRAMatting.tiny)
+    monkeypatch.setitem(fastmatte.models.MODELS, "cra", tiny)
     path = tmp_path / "tiny.pt"
     torch.save(CRAMatting.tiny().state_dict(), path)
     return str(path), Matter("cra", weights=path)

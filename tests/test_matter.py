@@ -2,6 +2,7 @@
 composite against a NumPy formula, input kinds and layouts, weights files, and errors. The
 model is CRAMatting.tiny(); "cra" by name is pointed at it for these tests."""
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -20,7 +21,8 @@ needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
 @pytest.fixture
 def tiny_by_name(monkeypatch):
     """build_model("cra", ...) makes CRAMatting.tiny(...) in this test."""
-    monkeypatch.setitem(fastmatte.models.MODELS, "cra", CRAMatting.tiny)
+    tiny = replace(fastmatte.models.MODELS["cra"], build=CRAMatting.tiny)
+    monkeypatch.setitem(fastmatte.models.MODELS, "cra", tiny)
 
 
 def frame(h=37, w=50, seed=0):
@@ -153,6 +155,10 @@ def test_construction_errors():
         Matter(3)
     with pytest.raises(ValueError, match="tile_capacity applies to a model built by name"):
         Matter(CRAMatting.tiny(), tile_capacity=4)
+    with pytest.raises(TypeError, match="must have predict.*Conv2d has none"):
+        Matter(torch.nn.Conv2d(3, 1, 1))
+    with pytest.raises(ValueError, match="cannot be built with colour=3"):
+        Matter("cra", colour=3)
 
 
 @pytest.mark.skipif(HAS_CUDA, reason="checks the message on a machine without CUDA")

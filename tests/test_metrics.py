@@ -287,7 +287,7 @@ def test_empty_images():
 
 def test_benchmark_baseline_computes_the_same_metrics():
     # fastmatte bench times the metrics against NumPy/SciPy code: it must compute the same values.
-    from fastmatte import benchmark_metrics as bm
+    from fastmatte.bench import metrics as bm
 
     pred, gt, trimap = bm.portrait_mattes(120, 200)
     assert (trimap == 128).mean() > 0.02

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-import fastmatte.benchmark_model as benchmark_model
-from fastmatte.benchmark_chart import BOTTOM, COLORS, write_chart
-from fastmatte.benchmark_model import (OutputMismatch, check_backend, interleaved_ms, model_benchmark,
+import fastmatte.bench.model as benchmark_model
+from fastmatte.bench.chart import BOTTOM, COLORS, write_chart
+from fastmatte.bench.model import (OutputMismatch, check_backend, interleaved_ms, model_benchmark,
                                        model_inputs, parse_resolutions, prepare_model)
-from fastmatte.benchmark_profile import model_stages, stage_ms
+from fastmatte.bench.profiling import model_stages, stage_ms
 from fastmatte.cli import main
 from fastmatte.models import CRAMatting
 

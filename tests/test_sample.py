@@ -7,7 +7,7 @@ import torch
 
 from fastmatte.cli import main
 from fastmatte.io import read_matte
-from fastmatte.sample import sample_portrait, synthetic_composites
+from fastmatte.io.sample import sample_portrait, synthetic_composites
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fastmatte.models.backbone_weights import load_backbone_weights
-from fastmatte.models.swin import SwinTransformer
+from fastmatte.models.backbones.swin_weights import load_backbone_weights
+from fastmatte.models.backbones.swin import SwinTransformer
 from fastmatte.models.weights import WeightsError
 
 TINY = dict(embed_dim=8, depths=(2, 2, 2), num_heads=(1, 2, 2), window_size=3)

@@ -1,11 +1,11 @@
-"""fastmatte.video: frames written and read back through OpenCV, and damaged files."""
+"""fastmatte.io.video: frames written and read back through OpenCV, and damaged files."""
 import warnings
 
 import cv2
 import numpy as np
 import pytest
 
-from fastmatte.video import UnreadableVideo, VideoEndedEarly, VideoReader, VideoWriter
+from fastmatte.io.video import UnreadableVideo, VideoEndedEarly, VideoReader, VideoWriter
 
 H, W, FRAMES = 48, 64, 12
 

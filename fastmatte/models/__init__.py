@@ -1,18 +1,17 @@
-"""Model definitions over the fastmatte operators, and their backbones."""
-from fastmatte.models.backbone_weights import load_backbone_weights
+"""The model zoo: every model loads its authors' released checkpoints (registry.py, weights.py),
+each in its own module or package, over shared backbones (backbones/)."""
+from fastmatte.models import cra
+from fastmatte.models.backbones import load_backbone_weights
 from fastmatte.models.cra import CRAMatting
+from fastmatte.models.registry import (MODELS, Conversion, ModelEntry, build_model, load_model,
+                                       read_weights)
 from fastmatte.models.weights import WeightsError, load_weights, read_state_dict
 
-MODELS = {"cra": CRAMatting}
-"""Model names (as the command line takes them) to their classes."""
+MODELS["cra"] = ModelEntry(
+    build=CRAMatting, convert_official=cra.convert_official,
+    summary="CRA (Zhong & Zharkov, WACV 2024): Swin-T at 1/16, cross-region attention tile refiner",
+    configurations={"paper": {}, "tiny": cra.TINY},
+    formats=("safetensors", "PyTorch state dict (.pth/.pt, trainer files, DataParallel)"))
 
-
-def build_model(name: str, **config):
-    """A new model with random weights: MODELS[name](**config). Load weights with load_weights."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; the models are {', '.join(MODELS)}")
-    return MODELS[name](**config)
-
-
-__all__ = ["CRAMatting", "MODELS", "WeightsError", "build_model", "load_backbone_weights", "load_weights",
-           "read_state_dict"]
+__all__ = ["CRAMatting", "Conversion", "MODELS", "ModelEntry", "WeightsError", "build_model",
+           "load_backbone_weights", "load_model", "load_weights", "read_state_dict", "read_weights"]

@@ -1,9 +1,9 @@
 """End-to-end frames per second of a whole matting model: fastmatte vs the same model with
 backend="torch" (eager) and vs torch.compile of that eager model, batch 1, tensor in, alpha out.
 
-The input is fastmatte.sample's synthetic portrait photo. The weights are random (drawn from a
+The input is fastmatte.io.sample's synthetic portrait photo. The weights are random (drawn from a
 fixed seed: no pretrained CRA weights are available here), so the model is handed a fixed
-trimap on its 1/8 tile grid (fastmatte.benchmark.portrait_trimap): the refined band, and with
+trimap on its 1/8 tile grid (fastmatte.bench.cases.portrait_trimap): the refined band, and with
 it the work, is the same realistic head-and-shoulders outline for every backend instead of
 whatever random weights predict. Speed does not depend on the weights' values.
 
@@ -19,14 +19,14 @@ from typing import Callable, NamedTuple
 
 import torch
 
-from fastmatte.benchmark import (PRECISIONS, RESOLUTIONS, device_name, git_commit, median_ms,
-                                 portrait_trimap, synchronize)
-from fastmatte.benchmark_profile import model_stages, profile_summary
-from fastmatte.cuda_graph import capture_graph
+from fastmatte.bench.cases import RESOLUTIONS, portrait_trimap
+from fastmatte.bench.profiling import model_stages, profile_summary
+from fastmatte.bench.timing import device_name, git_commit, median_ms, synchronize
+from fastmatte.io.sample import sample_portrait
+from fastmatte.matter import PRECISIONS, capture_graph
 from fastmatte.models import MODELS, build_model
-from fastmatte.models.cra import STRIDE  # the model pads H and W to multiples of it
-from fastmatte.models.cra_refiner import TILE  # the trimap grid is 1/TILE of the padded image
-from fastmatte.sample import sample_portrait
+from fastmatte.models.cra.model import STRIDE  # the model pads H and W to multiples of it
+from fastmatte.models.cra.refiner import TILE  # the trimap grid is 1/TILE of the padded image
 
 BACKENDS = ("fastmatte", "eager", "compile", "cuda-graph")
 DEFAULT_REPEATS = {"cpu": 10, "cuda": 100}  # timed calls per figure, by device type
@@ -106,7 +106,7 @@ def frame_size(resolution) -> tuple[int, int, str]:
 
 
 def model_inputs(height, width, device, dtype=torch.float32) -> ModelInputs:
-    """The benchmark frame at H x W (ints >= 64): fastmatte.sample's portrait photo and, on the
+    """The benchmark frame at H x W (ints >= 64): fastmatte.io.sample's portrait photo and, on the
     padded size (multiples of 16) the model works at, portrait_trimap's outline (about 5-10%
     unknown tiles at HD/4K)."""
     padded_h, padded_w = (math.ceil(n / STRIDE) * STRIDE for n in (height, width))

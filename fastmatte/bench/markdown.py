@@ -1,6 +1,6 @@
 """Markdown tables of benchmark records, as committed beside their JSON under bench/results/.
 
-    python -m fastmatte.benchmark_markdown RECORDS.json...   writes RECORDS.md beside each
+    python -m fastmatte.bench.markdown RECORDS.json...   writes RECORDS.md beside each
 
 Operator records (`fastmatte bench`) and model records (`fastmatte bench --model`) are told
 apart by their `model` key. Each table starts with what makes its figures comparable: device,

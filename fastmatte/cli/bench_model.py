@@ -11,12 +11,12 @@ from pathlib import Path
 
 import torch
 
-from fastmatte.benchmark_chart import write_chart
-from fastmatte.benchmark_markdown import model_markdown
-from fastmatte.benchmark_model import (DEFAULT_REPEATS, OutputMismatch, check_arguments, model_benchmark,
+from fastmatte.bench.chart import write_chart
+from fastmatte.bench.markdown import model_markdown
+from fastmatte.bench.model import (DEFAULT_REPEATS, OutputMismatch, check_arguments, model_benchmark,
                                        parse_resolutions)
-from fastmatte.benchmark_profile import format_profile, format_stage_comparison
-from fastmatte.cli_op_bench import usage_error
+from fastmatte.bench.profiling import format_profile, format_stage_comparison
+from fastmatte.cli import usage_error
 
 DEFAULT_OUT = "bench/results"
 OPTION_NAMES = {"model_name": "--model", "resolutions": "--res", "device": "--device",
@@ -24,24 +24,24 @@ OPTION_NAMES = {"model_name": "--model", "resolutions": "--res", "device": "--de
 OP_SUITE_OPTIONS = {"json": "--json", "suite": "--suite", "ops": "--ops"}
 
 
-def cmd_bench_model(args) -> int:
+def run_model_bench(args) -> int:
     """Run model_benchmark as the bench arguments ask; exit status 2 for arguments that cannot
     run, 1 when fastmatte's output does not match the eager model's."""
     for dest, option in OP_SUITE_OPTIONS.items():
         if getattr(args, dest) is not None:
-            return usage_error(f"{option} is for the op suites; with --model the records go to "
+            return usage_error("bench", f"{option} is for the op suites; with --model the records go to "
                                 f"OUT/<model>_<device>_<precision>.json (choose OUT with --out)")
     if args.repeats is not None and args.repeats < 1:
-        return usage_error(f"--repeats must be a positive number of runs; got {args.repeats}")
+        return usage_error("bench", f"--repeats must be a positive number of runs; got {args.repeats}")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     try:
         resolutions = parse_resolutions(args.res, "--res")
         check_arguments(args.model, resolutions, device, args.precision, OPTION_NAMES)
     except ValueError as error:
-        return usage_error(str(error))
+        return usage_error("bench", str(error))
     out = Path(args.out or DEFAULT_OUT)
     if out.exists() and not out.is_dir():
-        return usage_error(f"--out {out} is a file, not a folder")
+        return usage_error("bench", f"--out {out} is a file, not a folder")
     stem = out / f"{args.model}_{device.type}_{args.precision}"
     repeats = args.repeats or DEFAULT_REPEATS[device.type]
     print(f"model {args.model} (random weights; the refined band is a fixed portrait trimap, the same for "

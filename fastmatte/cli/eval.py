@@ -7,6 +7,7 @@ files of one name) is recorded and the run goes on.
 import csv
 import json
 import math
+import sys
 import warnings
 from pathlib import Path
 from typing import NamedTuple
@@ -14,6 +15,7 @@ from typing import NamedTuple
 import torch
 
 from fastmatte import metrics
+from fastmatte.cli import usage_error
 from fastmatte.io import MATTE_SUFFIXES, UnreadableImage, read_matte
 
 METRICS = {"sad": metrics.sad, "mse": metrics.mse, "mad": metrics.mad, "grad": metrics.grad_error,
@@ -107,3 +109,68 @@ def write_json(path, evaluation: Evaluation, names, summary):
               "images": [{k: clean(v) for k, v in row.items()} for row in evaluation.rows],
               "problems": evaluation.problems}
     Path(path).write_text(json.dumps(record, indent=1) + "\n")
+
+
+def add_parser(sub):
+    e = sub.add_parser("eval", help="matting metrics (DIM convention) of predicted mattes vs ground truths",
+                       description="Matches PRED_DIR and GT_DIR files by name without extension, prints "
+                                   "the mean of each metric, and lists missing, unreadable or mismatched "
+                                   "files at the end (exit status 1 if there are any).")
+    e.add_argument("pred_dir", metavar="PRED_DIR")
+    e.add_argument("gt_dir", metavar="GT_DIR")
+    e.add_argument("--trimap-dir", help="trimaps (128 = unknown): count only their unknown pixels")
+    e.add_argument("--metrics", default="sad,mse,grad,conn",
+                   help="comma list of sad, mse, mad, grad, conn, sad_t (default: sad,mse,grad,conn)")
+    e.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    e.add_argument("--force-known", action="store_true",
+                   help="set pred to 0/1 where the trimap is 0/255 first (PaddleSeg/mmediting convention)")
+    e.add_argument("--csv", help="write one row per image to this CSV file")
+    e.add_argument("--json", help="write the per-image rows, means and problems to this JSON file")
+    e.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    names = args.metrics.split(",")
+    unknown = [n for n in names if n not in METRICS]
+    if unknown:
+        return usage_error("eval", f"--metrics must be a comma list of {', '.join(METRICS)}; "
+                            f"got {', '.join(unknown)}")
+    dirs = [d for d in (args.pred_dir, args.gt_dir, args.trimap_dir) if d is not None]
+    for d in dirs:
+        if not Path(d).is_dir():
+            return usage_error("eval", f"{d} is not a directory")
+    if args.force_known and args.trimap_dir is None:
+        return usage_error("eval", "--force-known needs --trimap-dir")
+    outputs = [Path(p).resolve() for p in (args.csv, args.json) if p is not None]
+    inputs = {Path(d).resolve() for d in dirs} | {p.resolve() for d in dirs for p in Path(d).iterdir()}
+    for out in outputs:
+        if out in inputs:
+            return usage_error("eval", f"refusing to write {out}: it is one of the inputs")
+    if len(set(outputs)) < len(outputs):
+        return usage_error("eval", "--csv and --json name the same file")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        return usage_error("eval", "--device cuda, but no CUDA GPU is available")
+
+    bar = lambda todo: tqdm(todo, desc="fastmatte eval", unit="image", file=sys.stderr)  # noqa: E731
+    result = evaluate(args.pred_dir, args.gt_dir, args.trimap_dir, names, args.device, args.force_known, bar)
+    summary = means(result.rows, names)
+    print(f"{len(result.rows)} images; DIM convention: SAD, Grad, Conn / 1000, MSE and MAD plain means"
+          + (f", over trimap == 128 of {args.trimap_dir}" if args.trimap_dir else ", over whole images")
+          + (", known regions forced" if args.force_known else ""))
+    print(f"{'metric':8s} {'mean':>14s} {'images':>7s}")
+    for metric, (mean, count) in summary.items():
+        print(f"{metric:8s} {mean:14.6g} {count:7d}")
+    if args.csv:
+        write_csv(args.csv, result.rows, names)
+        print(f"per-image rows written to {args.csv}")
+    if args.json:
+        write_json(args.json, result, names, summary)
+        print(f"per-image rows, means and problems written to {args.json}")
+    if result.problems:
+        print(f"{len(result.problems)} problem(s):", file=sys.stderr)
+        for line in result.problems:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    return 0

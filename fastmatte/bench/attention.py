@@ -3,8 +3,8 @@ knn_tiles, both attention blocks, and knn + both blocks forward and forward+back
 import torch
 
 from fastmatte import ops, reference
-from fastmatte.benchmark import RESOLUTIONS, capacity_for, portrait_trimap
-from fastmatte.benchmark_tiles import TILE, OpCase
+from fastmatte.bench.cases import RESOLUTIONS, capacity_for, portrait_trimap
+from fastmatte.bench.cases import TILE, OpCase
 
 HEADS, HEAD_DIM, K, SEARCH_RANGE = 8, 16, 8, 4
 

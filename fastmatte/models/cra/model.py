@@ -6,15 +6,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastmatte.models.backbone_weights import load_backbone_weights
-from fastmatte.models.cra_decoder import CoarseDecoder
-from fastmatte.models.cra_refiner import TILE, TileRefiner
-from fastmatte.models.swin import SwinTransformer
+from fastmatte.models.backbones.swin import SwinTransformer
+from fastmatte.models.backbones.swin_weights import load_backbone_weights
+from fastmatte.models.cra.decoder import CoarseDecoder
+from fastmatte.models.cra.refiner import TILE, TileRefiner
 from fastmatte.ops import scatter_tiles, select_tiles
 
 STRIDE = 16  # the low-resolution network's total reduction; the image is padded to a multiple
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the backbone's input normalization (ImageNet weights)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+TINY = dict(embed_dim=8, depths=(2, 2), num_heads=(1, 2), window_size=4, token_dim=16, attention_heads=2,
+            head_dim=8, decoder_width=16, refiner_channels=(4, 8))  # about 28k parameters
 
 
 class CRAMatting(nn.Module):
@@ -62,14 +64,12 @@ class CRAMatting(nn.Module):
 
     @classmethod
     def tiny(cls, **overrides):
-        """A very small configuration (about 60k parameters) for tests and quick experiments."""
-        config = dict(embed_dim=8, depths=(2, 2), num_heads=(1, 2), window_size=4, token_dim=16,
-                      attention_heads=2, head_dim=8, decoder_width=16, refiner_channels=(4, 8))
-        return cls(**(config | overrides))
+        """A very small configuration (TINY, about 28k parameters) for tests and quick experiments."""
+        return cls(**(TINY | overrides))
 
     def load_backbone(self, path, strict=True):
         """Initialize the backbone from ImageNet Swin weights (e.g. swin_tiny_patch4_window7_224.pth,
-        a local file): see fastmatte.models.backbone_weights.load_backbone_weights, which resamples
+        a local file): see fastmatte.models.backbones.swin_weights.load_backbone_weights, which resamples
         the 4x4 patch kernel to this model's patch. Returns its BackboneLoadReport."""
         return load_backbone_weights(self.backbone, path, strict=strict)
 
@@ -99,6 +99,12 @@ class CRAMatting(nn.Module):
         alpha = scatter_tiles(coarse_alpha, refined, rows.tiles, rows.count, rows.tile_map, backend=backend)
         return {"alpha": alpha[:, :, :H, :W], "coarse_alpha": coarse_alpha, "trimap": predicted,
                 "selection": selection}
+
+    def predict(self, image, backend=None):
+        """The inference recipe: alpha [B, 1, H, W] of `image` (float [B, 3, H, W] in [0, 1], any
+        size). The paper gives no resize rule, so this is forward's alpha at the input's size.
+        Gradients follow the caller's grad mode (Matter calls it under torch.no_grad)."""
+        return self(image, backend=backend)["alpha"]
 
 
 def _selected_rows(selection, image):

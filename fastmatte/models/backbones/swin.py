@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastmatte.models.swin_blocks import PatchMerging, SwinBlock, window_layout
+from fastmatte.models.backbones.swin_blocks import PatchMerging, SwinBlock, window_layout
 from fastmatte.reference.window_attention import blocked_keys, padded_size, window_relative_index
 
 

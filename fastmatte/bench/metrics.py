@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from fastmatte import metrics
-from fastmatte.benchmark import RESOLUTIONS
-from fastmatte.benchmark_tiles import OpCase
+from fastmatte.bench.cases import RESOLUTIONS
+from fastmatte.bench.cases import OpCase
 from fastmatte.reference.gradient_error import gaussgradient_kernel
 
 

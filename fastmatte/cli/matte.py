@@ -12,6 +12,7 @@ While matting, an input that cannot be decoded is reported and skipped and the o
 a video that ends before the frame count its container claims keeps the frames that could be
 decoded in its outputs. Both are listed at the end, with exit status 1.
 """
+import argparse
 import sys
 import warnings
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import cv2
 import numpy as np
 
 from fastmatte.io import MATTE_SUFFIXES, UnreadableImage, read_image, write_image
-from fastmatte.video import VIDEO_SUFFIXES, UnreadableVideo, VideoEndedEarly, VideoReader, VideoWriter
+from fastmatte.io.video import VIDEO_SUFFIXES, UnreadableVideo, VideoEndedEarly, VideoReader, VideoWriter
 
 COLOURS = {"black": (0, 0, 0), "white": (255, 255, 255), "green": (0, 255, 0), "blue": (0, 0, 255),
            "red": (255, 0, 0), "gray": (128, 128, 128), "grey": (128, 128, 128), "yellow": (255, 255, 0),
@@ -191,7 +192,7 @@ def frame_total(jobs) -> int:
 
 
 def run(args) -> int:
-    """The `fastmatte matte` command on parsed arguments (see fastmatte.cli); the exit status."""
+    """The `fastmatte matte` command on parsed arguments; the exit status."""
     import torch
     from tqdm import tqdm
 
@@ -234,3 +235,21 @@ def run(args) -> int:
             print(f"  {line}", file=sys.stderr)
         return 1
     return 0
+
+
+def add_parser(sub):
+    m = sub.add_parser("matte", help="alpha mattes (and composites) of image and video files",
+                       description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    m.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, or folders of them")
+    m.add_argument("-o", "--out-dir", required=True, help="where the outputs go (created if missing)")
+    m.add_argument("--model", default="cra", help="model name (default cra)")
+    m.add_argument("--weights", help="a local checkpoint in any format fastmatte reads (safetensors, "
+                                     "PyTorch, .pdparams, ONNX); without it, random weights")
+    m.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if present, else cpu")
+    m.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32",
+                   help="fp16/bf16: CUDA only (default fp32)")
+    m.add_argument("--background", metavar="COLOR|IMAGE",
+                   help="also write composites over a colour (green, white, #RRGGBB, r,g,b) or an image file")
+    m.add_argument("--force", action="store_true", help="overwrite existing outputs (inputs never)")
+    m.set_defaults(run=run)

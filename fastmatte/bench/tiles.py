@@ -1,23 +1,8 @@
 """Benchmark cases of the tile operators at HD/4K on a portrait-like uncertain band."""
-from typing import Callable, NamedTuple
-
 import torch
 
 from fastmatte import ops, reference
-from fastmatte.benchmark import RESOLUTIONS, capacity_for, portrait_trimap
-
-TILE = 8
-
-
-class OpCase(NamedTuple):
-    """One timed operation: the fastmatte call, its eager reference, and the fewest bytes it
-    must move through memory (each input read once, each output written once)."""
-
-    op: str
-    fastmatte: Callable
-    eager: Callable
-    min_bytes: int
-    tiles: int
+from fastmatte.bench.cases import RESOLUTIONS, TILE, OpCase, capacity_for, portrait_trimap
 
 
 def tile_op_cases(resolution: str, device, dtype=torch.float32):

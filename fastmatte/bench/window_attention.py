@@ -8,10 +8,10 @@ import math
 import torch
 
 from fastmatte import ops, reference
-from fastmatte.benchmark import RESOLUTIONS
-from fastmatte.benchmark_tiles import OpCase
-from fastmatte.models.cra import STRIDE
-from fastmatte.models.swin_blocks import window_layout
+from fastmatte.bench.cases import RESOLUTIONS
+from fastmatte.bench.cases import OpCase
+from fastmatte.models.cra.model import STRIDE
+from fastmatte.models.backbones.swin_blocks import window_layout
 from fastmatte.reference.window_attention import padded_size, window_masks
 
 WINDOW = 7

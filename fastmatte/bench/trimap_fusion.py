@@ -8,8 +8,8 @@ two instances) follow."""
 import torch
 
 from fastmatte import ops, reference
-from fastmatte.benchmark import RESOLUTIONS, portrait_trimap
-from fastmatte.benchmark_tiles import OpCase
+from fastmatte.bench.cases import RESOLUTIONS, portrait_trimap
+from fastmatte.bench.cases import OpCase
 
 # (case name, semantic stride, instances, with backward)
 CASES = [("trimap_fusion full-res", 1, 0, False), ("trimap_fusion 1/4", 4, 0, False),

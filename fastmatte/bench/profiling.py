@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
-from fastmatte.benchmark import synchronize
+from fastmatte.bench.timing import synchronize
 from fastmatte.nn import CrossRegionAttention, GatedConv2d
 
 FASTMATTE_MODULES = (CrossRegionAttention, GatedConv2d)

@@ -1,53 +1,91 @@
-"""`fastmatte bench` without --model: every operator case against its eager reference.
+"""`fastmatte bench`: every operator case against its eager reference (with --model, the model
+benchmark of fastmatte.cli.bench_model).
 
 The run first times a plain device copy; its GB/s is the memory-bandwidth floor, and each
 record's `floor_ratio` is the case's time over the time that copy speed allows for the case's
 fewest bytes (1.0 would be running at memory speed). --json writes the records, and a Markdown
 table of them beside it (same name, .md).
 """
+import argparse
 import json
-import sys
 from pathlib import Path
 
 import torch
 
-from fastmatte.benchmark import (PRECISIONS, RESOLUTIONS, copy_bandwidth_gbps, device_name, git_commit,
-                                 median_ms)
-from fastmatte.benchmark_markdown import ops_markdown
+from fastmatte.bench.cases import RESOLUTIONS
+from fastmatte.bench.markdown import ops_markdown
+from fastmatte.bench.timing import copy_bandwidth_gbps, device_name, git_commit, median_ms
+from fastmatte.cli import usage_error
+from fastmatte.matter import PRECISIONS
 
 DEFAULT_SUITES = "tiles,attention,window_attention,gated_conv,trimap_fusion"
 
 
 def suites():
-    from fastmatte.benchmark_attention import attention_cases
-    from fastmatte.benchmark_gated_conv import gated_conv_cases
-    from fastmatte.benchmark_metrics import metric_cases
-    from fastmatte.benchmark_tiles import tile_op_cases
-    from fastmatte.benchmark_trimap_fusion import trimap_fusion_cases
-    from fastmatte.benchmark_window_attention import window_attention_cases
+    from fastmatte.bench.attention import attention_cases
+    from fastmatte.bench.gated_conv import gated_conv_cases
+    from fastmatte.bench.metrics import metric_cases
+    from fastmatte.bench.tiles import tile_op_cases
+    from fastmatte.bench.trimap_fusion import trimap_fusion_cases
+    from fastmatte.bench.window_attention import window_attention_cases
 
     return {"tiles": tile_op_cases, "attention": attention_cases,
             "window_attention": window_attention_cases, "gated_conv": gated_conv_cases,
             "trimap_fusion": trimap_fusion_cases, "metrics": metric_cases}
 
 
-def cmd_bench_ops(args) -> int:
+def add_parser(sub):
+    b = sub.add_parser("bench", help="time the operators (or with --model, a whole model) against their "
+                                     "eager references")
+    b.add_argument("--model", help="time this model end to end (cra) instead of the op suites: writes "
+                                   "OUT/<model>_<device>_<precision>.json and .png, replacing them")
+    b.add_argument("--res", default="hd", help="comma list of hd, 4k (default: hd); with --model also "
+                                               "HEIGHTxWIDTH sizes, e.g. 64x96")
+    b.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if present, else cpu")
+    b.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32")
+    b.add_argument("--suite", help="comma list of suites: tiles, attention, gated_conv, trimap_fusion, "
+                                   "metrics (default: all but metrics)")
+    b.add_argument("--ops", help="comma list of cases to time within the suites (default: all)")
+    b.add_argument("--repeats", type=int,
+                   help="timed runs per figure (default 30; with --model 10 on the CPU, 100 on CUDA)")
+    b.add_argument("--compile", action=argparse.BooleanOptionalAction,
+                   help="also time torch.compile of the eager reference (a failure is reported, not "
+                        "raised); with --model on by default on CUDA")
+    b.add_argument("--json", help="write the records (a JSON list) to this file")
+    b.add_argument("--profile", action="store_true",
+                   help="with --model: time per stage and a torch.profiler summary of the fastmatte "
+                        "forward, also written to OUT/<model>_<device>_<precision>_profile.txt")
+    b.add_argument("--out", help="with --model: the results folder (default bench/results)")
+    b.set_defaults(run=run)
+
+
+def run(args) -> int:
+    if args.model:
+        from fastmatte.cli.bench_model import run_model_bench
+
+        return run_model_bench(args)
+    return run_op_bench(args)
+
+
+def run_op_bench(args) -> int:
     for option, given in (("--profile", args.profile), ("--out", args.out is not None)):
         if given:
-            return usage_error(f"{option} applies with --model only")
+            return usage_error("bench", f"{option} applies with --model only")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
-        return usage_error("--device cuda, but no CUDA GPU is available")
+        return usage_error("bench", "--device cuda, but no CUDA GPU is available")
     repeats = 30 if args.repeats is None else args.repeats
     if repeats < 1:
-        return usage_error(f"--repeats must be a positive number of runs; got {repeats}")
+        return usage_error("bench", f"--repeats must be a positive number of runs; got {repeats}")
     resolutions = args.res.split(",")
     if any(res not in RESOLUTIONS for res in resolutions):
-        return usage_error(f"--res must be a comma list of {', '.join(RESOLUTIONS)}; got {args.res!r}")
+        return usage_error("bench", f"--res must be a comma list of {', '.join(RESOLUTIONS)}; "
+                                    f"got {args.res!r}")
     cases_of = suites()
     suite_names = (args.suite or DEFAULT_SUITES).split(",")
     if any(suite not in cases_of for suite in suite_names):
-        return usage_error(f"--suite must be a comma list of {', '.join(cases_of)}; got {args.suite!r}")
+        return usage_error("bench", f"--suite must be a comma list of {', '.join(cases_of)}; "
+                                    f"got {args.suite!r}")
     common = {"precision": args.precision, "device": device_name(device), "torch": torch.__version__,
               "commit": git_commit(), "command": getattr(args, "command_line", None)}
     copy_gbps = copy_bandwidth_gbps(device, repeats)
@@ -99,9 +137,3 @@ def time_case(case, res, device, repeats, compile_reference, copy_gbps, common):
           f"{timings['eager'] / fast['median_ms']:7.1f}x {fast['gbps']:8.1f} {fast['floor_ratio']:7.1f}x"
           + compiled)
     return records
-
-
-def usage_error(message) -> int:
-    """Say what is wrong with the bench arguments; exit status 2 (shared with `bench --model`)."""
-    print(f"fastmatte bench: {message}", file=sys.stderr)
-    return 2

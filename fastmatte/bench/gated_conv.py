@@ -4,8 +4,8 @@ branch's widths), with the guidance map at 1/4 resolution: inference, and a trai
 import torch
 
 from fastmatte import ops, reference
-from fastmatte.benchmark import RESOLUTIONS
-from fastmatte.benchmark_tiles import OpCase
+from fastmatte.bench.cases import RESOLUTIONS
+from fastmatte.bench.cases import OpCase
 
 CHANNELS = (8, 16, 32)
 GUIDE_STRIDE = 4
