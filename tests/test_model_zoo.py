@@ -14,8 +14,8 @@ from safetensors.torch import save_file
 from fastmatte import Matter
 from fastmatte.cli import main
 from fastmatte.matter import RandomWeightsWarning
-from fastmatte.models import (MODELS, Conversion, CRAMatting, WeightsError, build_model, load_model,
-                              read_weights)
+from fastmatte.models import (MODELS, Conversion, CRAMatting, ModelEntry, WeightsError, build_model,
+                              load_model, read_weights)
 
 TINY_CRA = MODELS["cra"].configurations["tiny"]
 
@@ -216,3 +216,33 @@ def test_conversion_defaults():
     conversion = Conversion({"a": torch.zeros(1)}, "layout")
     assert conversion.dropped == () and dict(conversion.config) == {}
 
+
+
+def test_another_models_checkpoint_is_named_as_such(tmp_path, monkeypatch):
+    class Toy(torch.nn.Module):
+        def __init__(self, width=4):
+            super().__init__()
+            self.head = torch.nn.Linear(width, 1)
+
+    toy = ModelEntry(Toy, lambda state: Conversion(dict(state), "toy state dict"), "a toy")
+    monkeypatch.setitem(MODELS, "toy", toy)
+    path = tmp_path / "toy.pth"
+    torch.save(Toy().state_dict(), path)
+    with pytest.raises(WeightsError, match=r"is not a 'cra' checkpoint: only 0 of the \d+ tensors CRAMatting "
+                                           r"needs .*head.weight.*looks like a 'toy' checkpoint"):
+        load_model("cra", weights=path, **TINY_CRA)
+    assert isinstance(load_model("toy", weights=path), Toy)
+    monkeypatch.delitem(MODELS, "toy")
+    with pytest.raises(WeightsError, match="is not a 'cra' checkpoint") as caught:
+        load_model("cra", weights=path, **TINY_CRA)
+    assert "looks like" not in str(caught.value)
+
+
+def test_weights_that_are_not_finite_are_refused(tmp_path):
+    state = {k: v.clone() for k, v in trained_tiny().state_dict().items()}
+    bad = "refiner.attention.bias_table1"
+    state[bad][0, 0] = float("nan")
+    path = tmp_path / "nan.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, path)
+    with pytest.raises(WeightsError, match=f"NaN or infinite values: {bad}. Weights must be finite"):
+        load_model("cra", weights=path, **TINY_CRA)

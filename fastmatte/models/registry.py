@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, NamedTuple
 
+import torch
 from torch import nn
 
 from fastmatte.models.weights import WeightsError, load_state_dict, read_metadata, read_state_dict
@@ -84,8 +85,41 @@ def load_model(name: str, weights, **config) -> nn.Module:
     mismatched names otherwise. The model is returned in training mode, like a new nn.Module."""
     conversion = read_weights(name, weights)
     model = build_model(name, **{**conversion.config, **config})
+    _check_is_this_model(name, model, conversion, weights)
     load_state_dict(model, conversion.state_dict, f"{weights} ({conversion.layout})")
     return model
+
+
+def _check_is_this_model(name, model, conversion, weights):
+    """A file that holds under half the tensors the model needs is another model's checkpoint,
+    not a damaged one of this model: say so (naming the zoo model it fits, if any) rather than
+    list a hundred missing names."""
+    own, theirs = set(model.state_dict()), list(conversion.state_dict)
+    shared = len(own & set(theirs))
+    if shared * 2 >= len(own):
+        return
+    other = _model_that_fits(conversion.state_dict, exclude=name)
+    hint = f"; it looks like a {other!r} checkpoint: load it as load_model({other!r}, ...)" if other else ""
+    raise WeightsError(f"{weights} is not a {name!r} checkpoint: only {shared} of the {len(own)} tensors "
+                       f"{type(model).__name__} needs are in it ({conversion.layout}; it holds names "
+                       f"such as {', '.join(theirs[:3])}){hint}")
+
+
+def _model_that_fits(state, exclude):
+    """The name of another zoo model whose converter takes `state` and which then finds at least
+    90% of its tensors in it, or None. Models are built on the meta device: no memory, no init."""
+    for other, entry in MODELS.items():
+        if other == exclude:
+            continue
+        try:
+            conversion = entry.convert_official(state)
+            with torch.device("meta"):
+                needed = set(entry.build(**conversion.config).state_dict())
+        except Exception:  # another model's converter or builder refusing this file is the answer "no"
+            continue
+        if needed and len(needed & set(conversion.state_dict)) >= 0.9 * len(needed):
+            return other
+    return None
 
 
 def _entry(name) -> ModelEntry:

@@ -96,12 +96,13 @@ def load_weights(module: torch.nn.Module, path, strict: bool = True) -> torch.nn
 def load_state_dict(module: torch.nn.Module, state: dict, source: str, strict: bool = True):
     """Copy `state` into `module` (in place) and return the module.
 
-    Every tensor must have the module's shape, and be floating point exactly where the module's
-    is (integers in a float weight are a file of another kind, not weights). strict: every
-    parameter and buffer of the module must be in `state`, and `state` may hold nothing else;
-    a BatchNorm's num_batches_tracked counter may be absent (Paddle and older torch files lack
-    it) and keeps the module's value, as torch's own load_state_dict does. A mismatch raises
-    WeightsError naming `source` and listing the names.
+    Every tensor must have the module's shape, be floating point exactly where the module's is
+    (integers in a float weight are a file of another kind, not weights) and hold only finite
+    values (NaN or inf weights give NaN mattes, never a useful one). strict: every parameter and
+    buffer of the module must be in `state`, and `state` may hold nothing else; a BatchNorm's
+    num_batches_tracked counter may be absent (Paddle and older torch files lack it) and keeps
+    the module's value, as torch's own load_state_dict does. A mismatch raises WeightsError
+    naming `source` and listing the names.
     """
     own = module.state_dict()
     state = dict(state)
@@ -120,6 +121,12 @@ def load_state_dict(module: torch.nn.Module, state: dict, source: str, strict: b
                            + _listing("wrong shape or kind", wrong)
                            + _listing("missing", missing if strict else [])
                            + _listing("unexpected", unexpected if strict else []))
+    not_finite = [k for k, v in state.items()
+                  if k in own and v.is_floating_point() and not v.isfinite().all()]
+    if not_finite:
+        raise WeightsError(f"{source}: " + _listing("tensors holding NaN or infinite values", not_finite)
+                           + "Weights must be finite: the file is damaged, or comes from a diverged "
+                             "training run")
     module.load_state_dict(state, strict=strict)
     return module
 
