@@ -94,3 +94,34 @@ def test_write_refuses_what_it_cannot_store(tmp_path, bad):
 def test_write_refuses_an_unknown_suffix(tmp_path):
     with pytest.raises(ValueError, match="cannot encode .*a.xyz"):
         write_image(tmp_path / "a.xyz", np.zeros((2, 2), np.uint8))
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary_one(tmp_path, monkeypatch):
+    path = tmp_path / "a.png"
+    write_image(path, np.zeros((3, 3), np.uint8))
+    before = path.read_bytes()
+
+    class HalfWritten:
+        def tofile(self, target):
+            with open(target, "wb") as half:
+                half.write(before[:10])
+            raise OSError("disk full")
+
+    monkeypatch.setattr(cv2, "imencode", lambda suffix, image: (True, HalfWritten()))
+    with pytest.raises(OSError, match="disk full"):
+        write_image(path, np.full((3, 3), 9, np.uint8), overwrite=True)
+    assert list(tmp_path.iterdir()) == [path] and path.read_bytes() == before
+
+
+def test_a_file_that_appears_meanwhile_is_not_replaced_without_overwrite(tmp_path, monkeypatch):
+    path = tmp_path / "a.png"
+    encode = cv2.imencode
+
+    def encode_then_race(suffix, image):  # another program writes the file while this one encodes
+        path.write_bytes(b"theirs")
+        return encode(suffix, image)
+
+    monkeypatch.setattr(cv2, "imencode", encode_then_race)
+    with pytest.raises(FileExistsError, match="a.png already exists"):
+        write_image(path, np.zeros((3, 3), np.uint8))
+    assert list(tmp_path.iterdir()) == [path] and path.read_bytes() == b"theirs"

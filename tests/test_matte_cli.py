@@ -1,5 +1,8 @@
 """`fastmatte matte` on files in a temporary folder: outputs checked against Matter called on
-the same pixels, and every refusal (missing inputs, clobbering, clashing names)."""
+the same pixels, every refusal (missing inputs, clobbering, clashing names, bad arguments and
+output folders: exit status 2, one line, before any model is built) and re-runs into the input
+folder. Interrupted, killed and concurrent runs are in test_matte_interrupts.py."""
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -11,6 +14,7 @@ import torch
 
 import fastmatte.models
 from fastmatte import Matter
+import fastmatte.matter
 from fastmatte.cli import main
 from fastmatte.io import read_image, read_matte, write_image
 from fastmatte.cli.matte import fit_background
@@ -208,3 +212,94 @@ def test_python_dash_m_is_the_same_command(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert read_matte(tmp_path / "out" / "a_alpha.png").shape == (48, 64)
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Fails the test if the command gets as far as building a model."""
+    def build(*args, **kwargs):
+        pytest.fail("the model was built before the arguments were checked")
+    monkeypatch.setattr(fastmatte.matter, "Matter", build)
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("fastmatte matte: "), err
+    return err
+
+
+def test_empty_background_is_a_usage_error(no_model, tmp_path, capsys):
+    assert matte(photo(tmp_path / "a.png"), "-o", tmp_path / "out", "--background", "") == 2
+    assert "--background must be a colour" in one_line_error(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_output_folder_that_cannot_be_made_is_refused_first(no_model, tmp_path, capsys):
+    source = photo(tmp_path / "a.png")
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("a file")
+    assert matte(source, "-o", blocker / "out", "--force") == 2
+    err = one_line_error(capsys)
+    assert f"cannot create the output folder {blocker / 'out'}: a file is in the way ({blocker})" in err
+    assert matte(source, "-o", blocker, "--force") == 2
+    assert f"cannot write into {blocker}: it is a file, not a folder" in one_line_error(capsys)
+    assert blocker.read_text() == "a file"
+
+
+def test_an_unwritable_output_folder_is_refused_first(no_model, tmp_path, capsys, monkeypatch):
+    # Tests may run as root, for whom chmod takes nothing away: os.access stands in for the kernel.
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    assert matte(photo(tmp_path / "a.png"), "-o", tmp_path / "out") == 2
+    assert f"no permission to write in {tmp_path}" in one_line_error(capsys)
+
+
+def test_an_output_name_taken_by_a_folder_is_refused_even_with_force(no_model, tmp_path, capsys):
+    (tmp_path / "out" / "a_alpha.png").mkdir(parents=True)
+    assert matte(photo(tmp_path / "a.png"), "-o", tmp_path / "out", "--force") == 2
+    assert "a_alpha.png: a folder of that name is in the way" in one_line_error(capsys)
+
+
+def write_inputs(folder):
+    """Two photos sharing a stem, one more, and a video: every naming form of the outputs."""
+    folder.mkdir()
+    sources = [photo(folder / "x.png"), photo(folder / "x.jpg", seed=1), photo(folder / "y.bmp", seed=2),
+               write_video(folder / "clip.avi", frames=3)]
+    return {p.name: p.read_bytes() for p in sources}
+
+
+def test_output_folder_equal_to_the_input_folder_can_be_run_again(weights, tmp_path, capsys):
+    path, matter = weights
+    folder = tmp_path / "photos"
+    inputs = write_inputs(folder)
+    outputs = ["clip_alpha.mp4", "clip_composite.mp4", "x_jpg_alpha.png", "x_jpg_composite.png",
+               "x_png_alpha.png", "x_png_composite.png", "y_alpha.png", "y_composite.png"]
+    assert matte(folder, "-o", folder, "--weights", path, "--background", "green") == 0
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*inputs, *outputs])
+    capsys.readouterr()
+    assert matte(folder, "-o", folder, "--weights", path, "--background", "green") == 2
+    assert "already exist(s); pass --force" in capsys.readouterr().err
+    (folder / "y_alpha.png").write_bytes(b"stale")
+    assert matte(folder, "-o", folder, "--weights", path, "--background", "green", "--force") == 0
+    captured = capsys.readouterr()
+    assert "wrote 8 file(s)" in captured.out and "4 of 4 input(s)" in captured.out
+    assert "left out 8 file(s) named as the outputs of other inputs" in captured.err
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*inputs, *outputs])  # no y_alpha_alpha.png
+    assert {name: (folder / name).read_bytes() for name in inputs} == inputs
+    np.testing.assert_array_equal(read_matte(folder / "y_alpha.png"),
+                                  matter.alpha_uint8(read_image(folder / "y.bmp")))
+    # Named on the command line, an output-like file is an input, and so it is never replaced.
+    assert matte(folder / "y.bmp", folder / "y_alpha.png", "-o", folder, "--weights", path, "--force") == 2
+    assert "y_alpha.png: it is one of the inputs" in capsys.readouterr().err
+
+
+def test_leftover_temporary_files_are_neither_inputs_nor_outputs(weights, tmp_path):
+    path, _ = weights
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    source = photo(folder / "a.png")
+    leftover = folder / ".a_alpha.4242-0badcafe.partial.png"  # as a SIGKILLed run leaves it
+    leftover.write_bytes(b"")
+    assert matte(folder, "-o", folder, "--weights", path) == 0
+    assert sorted(p.name for p in folder.iterdir()) == sorted([leftover.name, "a.png", "a_alpha.png"])
+    assert matte(folder, "-o", folder, "--weights", path, "--force") == 0
+    assert source.exists() and leftover.read_bytes() == b""

@@ -114,7 +114,19 @@ def test_cli_sample_writes_the_portrait_and_refuses_to_overwrite(tmp_path, capsy
     assert main(["sample", str(out), "--seed", "3", "--force"]) == 0
     np.testing.assert_array_equal(read_matte(alpha_path), sample_portrait(1080, 1920, seed=3)[1])
 
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no temporary files left
+
+
+def test_cli_sample_refuses_bad_arguments_and_folders_in_one_line(tmp_path, capsys):
+    def refused(*args) -> str:
+        assert main(["sample", *map(str, args)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("fastmatte sample: "), err
+        return err
+
+    assert "--seed must be an int >= 0, got -5" in refused(tmp_path / "out", "--seed", "-5")
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("keep me")
-    assert main(["sample", str(not_a_dir)]) == 2
-    assert "not a directory" in capsys.readouterr().err and not_a_dir.read_text() == "keep me"
+    assert f"cannot write into {not_a_dir}: it is a file, not a folder" in refused(not_a_dir)
+    assert f"a file is in the way ({not_a_dir})" in refused(not_a_dir / "out", "--force")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"] and not_a_dir.read_text() == "keep me"

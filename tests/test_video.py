@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
+from fastmatte.io.atomic import PARTIAL
 from fastmatte.io.video import UnreadableVideo, VideoEndedEarly, VideoReader, VideoWriter
 
 H, W, FRAMES = 48, 64, 12
@@ -57,8 +58,64 @@ def test_writer_refuses_overwrite_wrong_frames_and_bad_arguments(tmp_path):
             writer.write(np.zeros((W, H, 3), np.uint8))  # transposed: OpenCV would drop it silently
         with pytest.raises(ValueError, match="frame must be uint8"):
             writer.write(np.zeros((H, W, 3), np.float32))
+        writer.write(np.zeros((H, W, 3), np.uint8))
     with pytest.raises(ValueError, match="is closed"):
         writer.write(np.zeros((H, W, 3), np.uint8))
+    assert writer.frames_written == 1 and list(tmp_path.iterdir()) == [path]
+
+
+def write_frames(writer, frames):
+    for frame in frames:
+        writer.write(frame)
+
+
+def test_the_file_appears_whole_at_close_under_a_hidden_partial_name_until_then(tmp_path):
+    path = tmp_path / "v.mp4"
+    path.write_bytes(b"the old file")
+    writer = VideoWriter(path, 10, (W, H), overwrite=True)
+    write_frames(writer, flat_frames())
+    temporary = [p for p in tmp_path.iterdir() if p != path]
+    assert len(temporary) == 1 and temporary[0].name.startswith(".v.")
+    assert temporary[0].name.endswith(f"{PARTIAL}.mp4")
+    assert path.read_bytes() == b"the old file"  # untouched while frames are written
+    writer.close()
+    assert list(tmp_path.iterdir()) == [path]
+    with VideoReader(path) as reader:
+        assert reader.frame_count == FRAMES and len(list(reader)) == FRAMES
+    writer.close()  # a second close does nothing
+
+
+def test_an_exception_in_the_with_block_or_discard_leaves_no_file(tmp_path):
+    path = tmp_path / "v.mp4"
+    with pytest.raises(RuntimeError, match="stopped"):
+        with VideoWriter(path, 10, (W, H)) as writer:
+            write_frames(writer, flat_frames(3))
+            raise RuntimeError("stopped")
+    assert list(tmp_path.iterdir()) == []
+    path.write_bytes(b"the old file")
+    writer = VideoWriter(path, 10, (W, H), overwrite=True)
+    write_frames(writer, flat_frames(3))
+    writer.discard()
+    assert list(tmp_path.iterdir()) == [path] and path.read_bytes() == b"the old file"
+
+
+def test_a_video_without_frames_is_not_made(tmp_path):
+    path = tmp_path / "v.mp4"
+    path.write_bytes(b"the old file")
+    with pytest.raises(ValueError, match="v.mp4\\): no frame was written, so no video was made"):
+        with VideoWriter(path, 10, (W, H), overwrite=True):
+            pass  # OpenCV would leave a file that no reader opens
+    assert list(tmp_path.iterdir()) == [path] and path.read_bytes() == b"the old file"
+
+
+def test_a_file_that_appears_while_writing_is_not_replaced_without_overwrite(tmp_path):
+    path = tmp_path / "v.mp4"
+    writer = VideoWriter(path, 10, (W, H))
+    write_frames(writer, flat_frames(3))
+    path.write_bytes(b"another program's file")  # e.g. a second run that finished first
+    with pytest.raises(FileExistsError, match="v.mp4 already exists"):
+        writer.close()
+    assert list(tmp_path.iterdir()) == [path] and path.read_bytes() == b"another program's file"
 
 
 def test_missing_and_non_video_files_are_named(tmp_path):

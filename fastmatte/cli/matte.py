@@ -3,16 +3,33 @@
 Outputs, for an input STEM.EXT: images give STEM_alpha.png (8-bit gray) and, with a background,
 STEM_composite.png (RGB); videos give STEM_alpha.mp4 and STEM_composite.mp4 (mp4v, lossy).
 Inputs that share a stem (a.png and a.jpg) are told apart as STEM_EXT_alpha.png and so on.
+Folders are taken in name order, leaving out hidden files and the files named as outputs of
+another input of the same run (STEM_alpha.png beside STEM.jpg, as -o equal to the input folder
+leaves them): those are earlier results, said and left out, and replaced with --force. A file
+named on the command line is always an input, and an input is never overwritten.
 
-Before anything is read or written, the plan is checked, and the command stops with exit
-status 2 and writes nothing when: an input does not exist, a folder holds no image or video,
-two inputs would still give the same output name, an output would replace an input or the
-background image (never allowed), or an output exists already and --force was not given.
+Before the model is loaded or anything is written, the plan is checked, and the command stops
+with exit status 2 and one line saying why when: --background is not a known colour or an
+image file (or is empty), an input does not exist, a folder holds no image or video, the output
+folder cannot be created or written, two inputs would still give the same output name, an
+output would replace an input or the background image (never allowed, not even with --force),
+an output's name is taken by a folder, or an output exists already and --force was not given.
+
+Every output is whole or absent: it is written to a hidden temporary file beside it
+(.NAME.<pid>-<random>.partial.png or .mp4) and renamed into place once complete (a video after
+its index is written). A killed run leaves no file that looks finished, and runs writing the
+same outputs at once leave one complete result (the last to finish wins), never a mixture.
+Ctrl-C (SIGINT) or SIGTERM stops a run cleanly: the outputs finished before it are kept, the
+unfinished ones removed, one line says so, and the exit status is 130 or 143. Only a run killed
+outright (SIGKILL) can leave a temporary file; later runs ignore it and it is safe to delete.
+
 While matting, an input that cannot be decoded is reported and skipped and the others go on;
 a video that ends before the frame count its container claims keeps the frames that could be
 decoded in its outputs. Both are listed at the end, with exit status 1.
 """
 import argparse
+import contextlib
+import os
 import sys
 import warnings
 from dataclasses import dataclass
@@ -21,13 +38,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fastmatte.cli import usage_error
 from fastmatte.io import MATTE_SUFFIXES, UnreadableImage, read_image, write_image
+from fastmatte.io.atomic import Interrupted, check_output_folder, stop_on_signals
 from fastmatte.io.video import VIDEO_SUFFIXES, UnreadableVideo, VideoEndedEarly, VideoReader, VideoWriter
 
 COLOURS = {"black": (0, 0, 0), "white": (255, 255, 255), "green": (0, 255, 0), "blue": (0, 0, 255),
            "red": (255, 0, 0), "gray": (128, 128, 128), "grey": (128, 128, 128), "yellow": (255, 255, 0),
            "cyan": (0, 255, 255), "magenta": (255, 0, 255)}
 DEFAULT_FPS = 25.0  # for a video whose container gives no frame rate
+KINDS = ("alpha", "composite")  # the outputs of an input, as they are named
 
 
 class PlanError(ValueError):
@@ -42,37 +62,75 @@ class Job:
     outputs: dict
 
 
-def plan(inputs, out_dir, composite: bool, force: bool, protected=()) -> list[Job]:
-    """The jobs for `inputs` (files, or folders whose images and videos are taken in name
-    order; the same file named twice is done once), or PlanError saying what is wrong.
-    protected: more files no output may replace (the background image)."""
+def plan(inputs, out_dir, composite: bool, force: bool, protected=()) -> tuple[list[Job], list[Path]]:
+    """(the jobs for `inputs`, the files left out of the folders as earlier outputs), or
+    PlanError saying what is wrong.
+
+    inputs: files, or folders whose images and videos are taken in name order, leaving out
+    hidden files (the temporary files of an interrupted run among them) and files named as the
+    outputs of another input of the run (see _earlier_outputs); the same file named twice is done
+    once. A file named on the command line is always an input. out_dir must be a folder that
+    exists or can be created, and writable. protected: more files no output may replace (the
+    background image)."""
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise PlanError(f"-o {out_dir} exists and is not a folder")
-    sources = {}
+    try:
+        check_output_folder(out_dir)
+    except OSError as error:
+        raise PlanError(str(error)) from error
+    named = []  # (path, whether a folder scan found it), in the order given
     for given in map(Path, inputs):
         if given.is_dir():
-            found = sorted(p for p in given.iterdir() if p.is_file() and not p.name.startswith(".")
+            files = sorted(p for p in given.iterdir() if p.is_file() and not p.name.startswith(".")
                            and p.suffix.lower() in MATTE_SUFFIXES + VIDEO_SUFFIXES)
-            if not found:
+            if not files:
                 raise PlanError(f"{given}: the folder holds no image ({', '.join(MATTE_SUFFIXES)}) or video "
                                 f"({', '.join(VIDEO_SUFFIXES)})")
+            named += [(p, True) for p in files]
         elif given.is_file():
-            found = [given]
+            named.append((given, False))
         else:
             raise PlanError(f"{given}: no such file or folder")
-        for path in found:
+    explicit = {p.resolve() for p, scanned in named if not scanned}
+    found = [p for p, scanned in named if scanned and p.resolve() not in explicit]
+    skipped = _earlier_outputs(found, [p for p, _ in named])
+    sources = {}
+    for path, _ in named:
+        if path not in skipped:
             sources.setdefault(path.resolve(), path)
     stems = [p.stem for p in sources.values()]
-    jobs = []
-    for path in sources.values():
-        is_video = path.suffix.lower() in VIDEO_SUFFIXES
-        name = path.stem if stems.count(path.stem) == 1 else f"{path.stem}_{path.suffix.lstrip('.')}"
-        suffix = ".mp4" if is_video else ".png"
-        kinds = ("alpha", "composite") if composite else ("alpha",)
-        jobs.append(Job(path, is_video, {kind: out_dir / f"{name}_{kind}{suffix}" for kind in kinds}))
+    kinds = KINDS if composite else KINDS[:1]
+    jobs = [Job(path, _is_video(path), {kind: out_dir / _output_name(path, stems.count(path.stem) > 1, kind)
+                                        for kind in kinds})
+            for path in sources.values()]
     _check_outputs(jobs, set(sources) | {Path(p).resolve() for p in protected}, force)
-    return jobs
+    return jobs, skipped
+
+
+def _is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def _output_name(source: Path, qualified: bool, kind: str) -> str:
+    """STEM_KIND.png (STEM_KIND.mp4 for a video), or STEM_EXT_KIND... when qualified, that is,
+    when another input shares the stem."""
+    name = f"{source.stem}_{source.suffix.lstrip('.')}" if qualified else source.stem
+    return f"{name}_{kind}{'.mp4' if _is_video(source) else '.png'}"
+
+
+def _earlier_outputs(found, inputs) -> list[Path]:
+    """The files among `found` (taken from folders) named as an output of one of `inputs` (in
+    any folder), in either form: fastmatte's results of an earlier run, as -o equal to an input
+    folder leaves them next to their inputs, which must neither be matted as photos nor be
+    protected as inputs from the run that replaces them."""
+    names = {_output_name(source, qualified, kind) for source in inputs for qualified in (False, True)
+             for kind in KINDS}
+    return [path for path in found if path.name in names]
+
+
+def _some(paths, shown=3) -> str:
+    """The first `shown` of `paths`, and how many more, for one line of a message."""
+    more = f" and {len(paths) - shown} more" if len(paths) > shown else ""
+    return f"{', '.join(map(str, paths[:shown]))}{more}"
 
 
 def _check_outputs(jobs, protected, force):
@@ -85,11 +143,12 @@ def _check_outputs(jobs, protected, force):
                                 "matte them into different folders")
             if key in protected:
                 raise PlanError(f"refusing to write {out}: it is one of the inputs")
+            if out.is_dir():
+                raise PlanError(f"refusing to write {out}: a folder of that name is in the way")
             made_by[key] = job.source
-    existing = [str(out) for job in jobs for out in job.outputs.values() if out.exists()]
+    existing = [out for job in jobs for out in job.outputs.values() if os.path.lexists(out)]
     if existing and not force:
-        more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
-        raise PlanError(f"{', '.join(existing[:3])}{more} already exist(s); pass --force to overwrite")
+        raise PlanError(f"{_some(existing)} already exist(s); pass --force to overwrite")
 
 
 def parse_background(text: str):
@@ -152,24 +211,23 @@ def matte_image(matter, job: Job, backgrounds, force: bool, bar):
 
 
 def matte_video(matter, job: Job, backgrounds, force: bool, bar):
-    """Returns a problem line when the video ended early, else None."""
-    with VideoReader(job.source) as reader, warnings.catch_warnings():
+    """Returns a problem line when the video ended early, else None. The outputs appear only when
+    the whole video is done; any exception removes them unfinished."""
+    with VideoReader(job.source) as reader, warnings.catch_warnings(), contextlib.ExitStack() as writers:
         warnings.simplefilter("ignore", VideoEndedEarly)  # reported in the problem list instead
-        writers = {}
-        try:
-            for kind, path in job.outputs.items():
-                writers[kind] = VideoWriter(path, reader.fps or DEFAULT_FPS, reader.size, overwrite=force)
-            for frame in reader:
-                if "composite" in writers:
-                    alpha, composite = matter.alpha_and_composite(frame, backgrounds(*frame.shape[:2]))
-                    writers["composite"].write(composite)
-                else:
-                    alpha = matter.alpha_uint8(frame)
-                writers["alpha"].write(alpha)
-                bar.update(1)
-        finally:
-            for writer in writers.values():
-                writer.close()
+        fps = reader.fps or DEFAULT_FPS
+        out = {kind: writers.enter_context(VideoWriter(path, fps, reader.size, overwrite=force))
+               for kind, path in job.outputs.items()}
+        for frame in reader:
+            if "composite" in out:
+                alpha, composite = matter.alpha_and_composite(frame, backgrounds(*frame.shape[:2]))
+                out["composite"].write(composite)
+            else:
+                alpha = matter.alpha_uint8(frame)
+            out["alpha"].write(alpha)
+            bar.update(1)
+        if not reader.frames_read:
+            raise UnreadableVideo(f"{job.source}: no frame could be decoded")
     if reader.ended_early:
         return (f"{job.source}: only {reader.frames_read} of the {reader.frame_count} frames its container "
                 f"claims could be decoded; the outputs hold those {reader.frames_read}")
@@ -192,27 +250,44 @@ def frame_total(jobs) -> int:
 
 
 def run(args) -> int:
-    """The `fastmatte matte` command on parsed arguments; the exit status."""
+    """The `fastmatte matte` command on parsed arguments; the exit status. SIGINT and SIGTERM
+    stop it cleanly: unfinished outputs removed, one line said, 128 + the signal number."""
+    with stop_on_signals():
+        try:
+            return _matte(args)
+        except Interrupted as stop:
+            print(f"fastmatte matte: interrupted by {stop.name}; the outputs finished before it are kept, "
+                  "the unfinished ones removed", file=sys.stderr)
+            return stop.status
+
+
+def _matte(args) -> int:
     import torch
     from tqdm import tqdm
 
     from fastmatte.matter import Matter, RandomWeightsWarning
 
     try:
-        background = parse_background(args.background) if args.background else None
+        background = None if args.background is None else parse_background(args.background)
         protected = [args.background] if isinstance(background, np.ndarray) else []
-        jobs = plan(args.inputs, args.out_dir, background is not None, args.force, protected)
+        jobs, skipped = plan(args.inputs, args.out_dir, background is not None, args.force, protected)
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if skipped:
+            print(f"fastmatte matte: left out {len(skipped)} file(s) named as the outputs of other inputs "
+                  f"(earlier results, not photos): {_some(skipped)}", file=sys.stderr)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RandomWeightsWarning)  # said below, without a source line
             matter = Matter(args.model, weights=args.weights, device=device, precision=args.precision)
     except ValueError as error:  # PlanError, WeightsError, and Matter's argument checks
-        print(f"fastmatte matte: {error}", file=sys.stderr)
-        return 2
+        return usage_error("matte", str(error))
     if matter.random_weights:
         print(f"fastmatte matte: no --weights given, so the {args.model!r} model has random weights: these "
               "mattes are meaningless (the speed is not)", file=sys.stderr)
-    Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+    try:
+        Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # checked in plan(); something changed since
+        return usage_error("matte", f"cannot create the output folder {args.out_dir}: "
+                                    f"{error.strerror or error}")
     backgrounds = _Backgrounds(background)
     problems, written = [], 0
     with tqdm(total=frame_total(jobs), desc="fastmatte matte", unit="frame", file=sys.stderr) as bar:

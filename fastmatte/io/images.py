@@ -1,10 +1,12 @@
 """Image files through OpenCV (PNG, JPEG, TIFF, BMP, WebP, ...): mattes and RGB photos in,
-8-bit images out. Paths are read and written as bytes, since cv2.imread/imwrite fail silently
-on some paths."""
+8-bit images out, each whole or absent (written beside the target, then renamed). Paths are
+read and written as bytes, since cv2.imread/imwrite fail silently on some paths."""
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from fastmatte.io.atomic import atomic_path
 
 MATTE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
@@ -36,16 +38,17 @@ def read_image(path) -> np.ndarray:
 def write_image(path, image: np.ndarray, overwrite: bool = False):
     """Write uint8 RGB [H, W, 3] or gray [H, W] `image` to `path`, in the format its suffix names.
 
-    An existing file is never replaced unless overwrite (FileExistsError naming it); ValueError
-    for another dtype or shape, or a suffix OpenCV cannot encode.
+    The file is whole or absent: it is written to a hidden temporary file beside `path` and
+    renamed into place once complete (fastmatte.io.atomic), so an interrupted write leaves no
+    partial image and concurrent writers leave one complete one. An existing file is never
+    replaced unless overwrite (FileExistsError naming it, also when it appears while this one
+    is written); ValueError for another dtype or shape, or a suffix OpenCV cannot encode.
     """
     path = Path(path)
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or not (
             image.ndim == 2 or image.ndim == 3 and image.shape[2] == 3) or 0 in image.shape:
         got = f"{image.dtype} {list(image.shape)}" if isinstance(image, np.ndarray) else type(image).__name__
         raise ValueError(f"write_image: image must be a uint8 [H, W, 3] RGB or [H, W] gray array, got {got}")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; not overwritten (pass overwrite=True / --force)")
     bgr = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     try:
         ok, encoded = cv2.imencode(path.suffix, bgr)
@@ -53,7 +56,8 @@ def write_image(path, image: np.ndarray, overwrite: bool = False):
         ok = False
     if not ok:
         raise ValueError(f"write_image: OpenCV cannot encode {path} (suffix {path.suffix!r}); use e.g. .png")
-    encoded.tofile(path)
+    with atomic_path(path, replace=overwrite) as temporary:
+        encoded.tofile(temporary)
 
 
 def read_matte(path) -> np.ndarray:

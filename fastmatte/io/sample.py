@@ -8,6 +8,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fastmatte.io.atomic import check_output_folder
+from fastmatte.io.images import write_image
+
 _SHIFT = 4  # cv2 polygon coordinates in 1/16 pixel, for sub-pixel outlines
 _SKIN = ((0.93, 0.75, 0.63), (0.80, 0.58, 0.45), (0.56, 0.38, 0.28), (0.98, 0.84, 0.74))
 _HAIR = ((0.16, 0.10, 0.06), (0.33, 0.21, 0.12), (0.07, 0.06, 0.05), (0.62, 0.46, 0.27))
@@ -81,12 +84,13 @@ def _person(H, W, s, cx, rng):
 
 def write_sample(out_dir, resolution=(1080, 1920), seed=0, force=False):
     """Writes portrait.png (RGB) and portrait_alpha.png (its true alpha, 8-bit gray) into out_dir
-    (created if missing). Existing files are not overwritten unless force: FileExistsError
-    names them and nothing is written (NotADirectoryError if out_dir is a file).
+    (created if missing), each whole or absent (fastmatte.io.write_image). Before anything is
+    drawn or written: an OSError saying why when out_dir cannot be created or written
+    (fastmatte.io.atomic.check_output_folder), and FileExistsError naming the existing files
+    when they are not to be overwritten (no force); nothing is written then.
     resolution: (height, width). Returns the two paths written."""
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise NotADirectoryError(f"{out_dir} exists and is not a directory")
+    check_output_folder(out_dir)
     paths = out_dir / "portrait.png", out_dir / "portrait_alpha.png"
     existing = [str(p) for p in paths if p.exists()]
     if existing and not force:
@@ -94,11 +98,8 @@ def write_sample(out_dir, resolution=(1080, 1920), seed=0, force=False):
         raise FileExistsError(f"{' and '.join(existing)} already {verb}; pass --force to overwrite")
     image, alpha = sample_portrait(*resolution, seed=seed)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for path, data in zip(paths, (cv2.cvtColor(image, cv2.COLOR_RGB2BGR), alpha)):
-        ok, encoded = cv2.imencode(".png", data)
-        if not ok:
-            raise OSError(f"{path}: OpenCV could not encode the PNG")
-        encoded.tofile(path)  # not cv2.imwrite: it fails silently on some paths
+    for path, data in zip(paths, (image, alpha)):
+        write_image(path, data, overwrite=force)
     return paths
 
 

@@ -1,11 +1,14 @@
 """Video files through OpenCV: RGB frames in (any container and codec its FFmpeg build reads),
-MPEG-4 Part 2 ("mp4v", the encoder opencv-python-headless ships with) out."""
+MPEG-4 Part 2 ("mp4v", the encoder opencv-python-headless ships with) out, each file whole or
+absent (written beside the target, then renamed)."""
 import math
 import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from fastmatte.io.atomic import PartialFile
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv")
 
@@ -93,9 +96,14 @@ class VideoWriter(_OpenCVFile):
     fps: frames per second (> 0); size: (width, height) of every frame, as OpenCV orders it.
     fourcc: the codec; "mp4v" is what opencv-python-headless can encode (no H.264), lossy, so
     an alpha video is an approximate alpha (write PNGs for exact values).
-    An existing file is never replaced unless overwrite (FileExistsError); OSError naming the
-    file when OpenCV cannot open it for writing. write() refuses a frame of another size
-    (OpenCV would drop it silently). Use as a context manager, or call close().
+    The file is whole or absent: frames go to a hidden temporary file beside `path`, with the
+    same suffix (OpenCV picks the container from it), and close() releases it (which writes the
+    container's index) and then renames it to `path` (ValueError if no frame was written);
+    until then `path` does not exist, or still holds the old file. discard(), or an exception
+    leaving a with block, removes the temporary file instead. An existing file is never
+    replaced unless overwrite (FileExistsError, here or at close() when it appeared
+    meanwhile); OSError naming the file when OpenCV cannot open it for writing. write()
+    refuses a frame of another size (OpenCV would drop it silently).
     """
 
     def __init__(self, path, fps: float, size, overwrite: bool = False, fourcc: str = "mp4v"):
@@ -104,14 +112,17 @@ class VideoWriter(_OpenCVFile):
             raise ValueError(f"VideoWriter: fps must be a number > 0, got {fps!r}")
         if len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size):
             raise ValueError(f"VideoWriter: size must be (width, height), positive ints, got {size!r}")
-        if self.path.exists() and not overwrite:
-            raise FileExistsError(f"{self.path} already exists; not overwritten "
-                                  "(pass overwrite=True / --force)")
         self.size = tuple(size)
         self.frames_written = 0
-        self._handle = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*fourcc), float(fps), self.size)
-        if not self._handle.isOpened():
-            raise OSError(f"{self.path}: OpenCV cannot write a {fourcc!r} video there")
+        self._partial = PartialFile(self.path, replace=overwrite)
+        try:
+            self._handle = cv2.VideoWriter(str(self._partial.temporary), cv2.VideoWriter_fourcc(*fourcc),
+                                           float(fps), self.size)
+            if not self._handle.isOpened():
+                raise OSError(f"{self.path}: OpenCV cannot write a {fourcc!r} video there")
+        except BaseException:  # no caller holds this writer yet to discard it
+            self.discard()
+            raise
 
     def write(self, frame: np.ndarray):
         if self._handle is None:
@@ -126,3 +137,24 @@ class VideoWriter(_OpenCVFile):
         code = cv2.COLOR_GRAY2BGR if frame.ndim == 2 else cv2.COLOR_RGB2BGR
         self._handle.write(cv2.cvtColor(frame, code))
         self.frames_written += 1
+
+    def close(self):
+        """Finish the file and put it in place at `path` (nothing more happens on a second call).
+        Without any frame written, nothing is put in place and ValueError says so: OpenCV would
+        leave a file no reader can open."""
+        if self._handle is not None and self.frames_written == 0:
+            self.discard()
+            raise ValueError(f"VideoWriter({self.path}): no frame was written, so no video was made")
+        super().close()
+        self._partial.commit()
+
+    def discard(self):
+        """Stop writing and remove the unfinished file; `path` is left as it was."""
+        super().close()
+        self._partial.discard()
+
+    def __exit__(self, exc_type, *exc):
+        if exc_type is None:
+            self.close()
+        else:
+            self.discard()
