@@ -32,7 +32,18 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run the command line `argv` (default: sys.argv[1:]); the exit status. SIGINT (Ctrl-C) and
+    SIGTERM stop any subcommand cleanly: its unfinished output files are removed (finished ones
+    are kept, whole), one line says so, and the status is 128 + the signal number (130, 143)."""
+    from fastmatte.io.atomic import Interrupted, stop_on_signals
+
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
     args.command_line = shlex.join(["fastmatte"] + argv)  # kept in benchmark records
-    return args.run(args)
+    with stop_on_signals():
+        try:
+            return args.run(args)
+        except Interrupted as stop:
+            print(f"fastmatte {args.command}: interrupted by {stop.name}; the outputs finished before it are "
+                  "kept, the unfinished ones removed", file=sys.stderr)
+            return stop.status

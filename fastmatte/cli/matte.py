@@ -40,7 +40,7 @@ import numpy as np
 
 from fastmatte.cli import usage_error
 from fastmatte.io import MATTE_SUFFIXES, UnreadableImage, read_image, write_image
-from fastmatte.io.atomic import Interrupted, check_output_folder, stop_on_signals
+from fastmatte.io.atomic import check_output_folder
 from fastmatte.io.video import VIDEO_SUFFIXES, UnreadableVideo, VideoEndedEarly, VideoReader, VideoWriter
 
 COLOURS = {"black": (0, 0, 0), "white": (255, 255, 255), "green": (0, 255, 0), "blue": (0, 0, 255),
@@ -250,18 +250,8 @@ def frame_total(jobs) -> int:
 
 
 def run(args) -> int:
-    """The `fastmatte matte` command on parsed arguments; the exit status. SIGINT and SIGTERM
-    stop it cleanly: unfinished outputs removed, one line said, 128 + the signal number."""
-    with stop_on_signals():
-        try:
-            return _matte(args)
-        except Interrupted as stop:
-            print(f"fastmatte matte: interrupted by {stop.name}; the outputs finished before it are kept, "
-                  "the unfinished ones removed", file=sys.stderr)
-            return stop.status
-
-
-def _matte(args) -> int:
+    """The `fastmatte matte` command on parsed arguments; the exit status (SIGINT and SIGTERM are
+    handled by fastmatte.cli.main: unfinished outputs removed, finished ones kept)."""
     import torch
     from tqdm import tqdm
 

@@ -1,9 +1,7 @@
 """`fastmatte sample`: the procedural sample portrait and its true alpha, as PNG files."""
-import sys
 
 from fastmatte.bench.cases import RESOLUTIONS
 from fastmatte.cli import usage_error
-from fastmatte.io.atomic import Interrupted, stop_on_signals
 from fastmatte.io.sample import write_sample
 
 
@@ -24,15 +22,10 @@ def add_parser(sub):
 def run(args) -> int:
     if args.seed < 0:  # NumPy's generators take no negative seed
         return usage_error("sample", f"--seed must be an int >= 0, got {args.seed}")
-    with stop_on_signals():
-        try:
-            paths = write_sample(args.out_dir, RESOLUTIONS[args.res], args.seed, args.force)
-        except OSError as error:  # an existing file (not overwritten), or the folder cannot be written
-            return usage_error("sample", str(error))
-        except Interrupted as stop:
-            print(f"fastmatte sample: interrupted by {stop.name}; nothing unfinished was left behind",
-                  file=sys.stderr)
-            return stop.status
+    try:
+        paths = write_sample(args.out_dir, RESOLUTIONS[args.res], args.seed, args.force)
+    except OSError as error:  # an existing file (not overwritten), or the folder cannot be written
+        return usage_error("sample", str(error))
     height, width = RESOLUTIONS[args.res]
     print(f"wrote {paths[0]} (synthetic portrait, {width}x{height} RGB, seed {args.seed}) and {paths[1]} "
           "(its true alpha)")
