@@ -3,7 +3,47 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <cstdint>
+#include <iomanip>
+#include <limits>
+#include <sstream>
+#include <string>
+
 namespace fastmatte {
+
+// The limits of fastmatte/ops/_checks.py (its docstring says why), enforced again here because
+// torch.ops.fastmatte.* reaches the kernels without the Python checks.
+constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
+// Bias tables of (2r-1)^2 (+1) rows for a window or search range r are indexed in int32.
+constexpr int64_t kMaxTableRange = 23170;
+constexpr double kMaxOutputBytes = 1099511627776.0;  // 2^40 bytes (1 TiB) per tensor an op makes
+
+// The upper end of an int range as the errors say it; `bound` names it when other arguments
+// make it ("max(H, W) = 1920").
+inline std::string int_limit(int64_t maximum, const char* bound) {
+  if (bound != nullptr) return std::string(bound) + " = " + std::to_string(maximum);
+  return maximum == kInt32Max ? "2**31 - 1" : std::to_string(maximum);
+}
+
+inline void check_int_range(int64_t value, int64_t minimum, int64_t maximum, const char* op,
+                            const char* name, const char* bound = nullptr) {
+  TORCH_CHECK(value >= minimum && value <= maximum, "fastmatte.", op, ": ", name,
+              " must be an int in [", minimum, ", ", int_limit(maximum, bound), "], got ", value);
+}
+
+// Refuses a tensor of `sizes` and `dtype` of more than kMaxOutputBytes before it is allocated.
+// The product is taken in double: exact up to 2^53, so the comparison is too, and it cannot
+// overflow for sizes that fit int64.
+inline void check_output_size(at::IntArrayRef sizes, at::ScalarType dtype, const char* op,
+                              const char* name) {
+  double bytes = static_cast<double>(c10::elementSize(dtype));
+  for (const int64_t s : sizes) bytes *= static_cast<double>(s);
+  if (bytes <= kMaxOutputBytes) return;
+  std::ostringstream gib;
+  gib << std::fixed << std::setprecision(1) << bytes / (1 << 30);
+  TORCH_CHECK(false, "fastmatte.", op, ": ", name, " would be ", sizes, " ", dtype, " = ", gib.str(),
+              " GiB, more than the 1024 GiB (2**40 bytes) an op may allocate for one tensor");
+}
 
 inline void check_rank(const at::Tensor& t, const char* op, const char* name, int64_t rank,
                        const char* layout) {

@@ -2,6 +2,9 @@
 // the per-pixel sampling math, so both kernels read exactly the same pixels with the same weights.
 #pragma once
 #include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
+
+#include <algorithm>
 
 #include "checks.h"
 #include "resample.h"
@@ -23,21 +26,18 @@ FM_HOST_DEVICE int64_t window_pixel(int64_t tile_coord, int64_t offset, const Ga
   return v < 0 ? 0 : (v >= extent ? extent - 1 : v);
 }
 
-inline void check_tile_and_halo(int64_t tile, int64_t halo, const char* op) {
-  TORCH_CHECK(tile >= 1, "fastmatte.", op, ": tile must be >= 1, got ", tile);
-  TORCH_CHECK(halo >= 0, "fastmatte.", op, ": halo must be >= 0, got ", halo);
-}
-
 // image [B, C, H, W] and coarse [B, Cc, H/tile, W/tile] -> the geometry of every tile window.
+// A halo wider than the image on both axes (> max(H, W)) would only repeat border pixels.
 inline GatherGeometry gather_geometry(at::IntArrayRef image_size, at::IntArrayRef coarse_size,
                                       int64_t tile, int64_t halo, const char* op,
                                       const char* image_name, const char* coarse_name) {
-  check_tile_and_halo(tile, halo, op);
   TORCH_CHECK(image_size.size() == 4, "fastmatte.", op, ": ", image_name,
               " must be 4-D [B, C, H, W], got ", image_size);
   TORCH_CHECK(coarse_size.size() == 4, "fastmatte.", op, ": ", coarse_name,
               " must be 4-D [B, Cc, h, w], got ", coarse_size);
   const int64_t H = image_size[2], W = image_size[3];
+  check_int_range(tile, 1, kInt32Max, op, "tile");
+  check_int_range(halo, 0, std::max(H, W), op, "halo", "max(H, W)");
   TORCH_CHECK(H % tile == 0 && W % tile == 0, "fastmatte.", op, ": ", image_name,
               " height and width must be multiples of tile=", tile, ", got ", H, " x ", W);
   TORCH_CHECK(coarse_size[0] == image_size[0] && coarse_size[2] == H / tile &&
@@ -60,7 +60,11 @@ inline GatherGeometry check_gather_forward(const at::Tensor& image, const at::Te
   check_contiguous(image, op, "image");
   check_contiguous(coarse, op, "coarse");
   check_selection(tiles, count, image, op, "image");
-  return gather_geometry(image.sizes(), coarse.sizes(), tile, halo, op, "image", "coarse");
+  const GatherGeometry g =
+      gather_geometry(image.sizes(), coarse.sizes(), tile, halo, op, "image", "coarse");
+  check_output_size({tiles.size(0), g.image_channels + g.coarse_channels, g.size, g.size},
+                    image.scalar_type(), op, "patches");
+  return g;
 }
 
 inline GatherGeometry check_gather_backward(const at::Tensor& grad_patches,
@@ -71,6 +75,9 @@ inline GatherGeometry check_gather_backward(const at::Tensor& grad_patches,
   const char* op = "gather_tiles_backward";
   const GatherGeometry g =
       gather_geometry(image_size, coarse_size, tile, halo, op, "image_size", "coarse_size");
+  const at::ScalarType acc = at::toOpMathType(grad_patches.scalar_type());  // the sums' buffers
+  check_output_size(image_size, acc, op, "grad_image");
+  check_output_size(coarse_size, acc, op, "grad_coarse");
   check_rank(grad_patches, op, "grad_patches", 4, "[capacity, C + Cc, size, size]");
   check_floating(grad_patches, op, "grad_patches");
   check_contiguous(grad_patches, op, "grad_patches");

@@ -105,9 +105,10 @@ inline void check_knn_inputs(const at::Tensor& tiles, const at::Tensor& count, i
                              const std::optional<at::Tensor>& tile_map) {
   const char* op = "knn_tiles";
   check_selection(tiles, count, tiles, op, "tiles");
-  TORCH_CHECK(k >= 0, "fastmatte.knn_tiles: k must be >= 0, got ", k);
+  check_int_range(k, 0, kInt32Max, op, "k");
   TORCH_CHECK(tiles.size(0) <= std::numeric_limits<int32_t>::max(),
               "fastmatte.knn_tiles: tiles must have fewer than 2^31 rows, got ", tiles.size(0));
+  check_output_size({tiles.size(0), k}, at::kInt, op, "nbr");
   if (!tile_map.has_value()) return;
   const at::Tensor& map = *tile_map;
   check_rank(map, op, "tile_map", 3, "[B, h, w]");

@@ -44,7 +44,9 @@ inline ScatterSizes check_scatter_inputs(const at::Tensor& coarse, const at::Ten
               "] (coarse_alpha's grid), got ", tile_map.sizes());
   TORCH_CHECK(mode == "bilinear" || mode == "nearest", "fastmatte.", op,
               ": mode must be \"bilinear\" or \"nearest\", got \"", mode, "\"");
-  return {B, C, h, w, refined.size(2), refined.size(0)};
+  const int64_t t = refined.size(2);
+  check_output_size({B, C, h * t, w * t}, coarse.scalar_type(), op, "alpha");
+  return {B, C, h, w, t, refined.size(0)};
 }
 
 // grad_alpha of the backward: the forward output's shape, dtype and device.

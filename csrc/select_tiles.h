@@ -10,11 +10,8 @@ inline void check_select_tiles_inputs(const at::Tensor& trimap, int64_t capacity
   check_rank(trimap, op, "trimap", 4, "[B, classes, h, w]");
   check_floating(trimap, op, "trimap");
   check_contiguous(trimap, op, "trimap");
-  TORCH_CHECK(capacity >= 0, "fastmatte.select_tiles: capacity must be >= 0, got ", capacity);
-  const int64_t classes = trimap.size(1);
-  TORCH_CHECK(unknown_class >= 0 && unknown_class < classes,
-              "fastmatte.select_tiles: unknown_class must be in [0, ", classes,
-              ") for a trimap with ", classes, " classes, got ", unknown_class);
+  check_int_range(capacity, 0, kInt32Max, op, "capacity");  // rows are int32 indices
+  check_int_range(unknown_class, 0, trimap.size(1) - 1, op, "unknown_class", "classes - 1");
 }
 
 }  // namespace fastmatte

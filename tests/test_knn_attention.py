@@ -184,7 +184,7 @@ def ok_inputs(**changes):
         (dict(v=torch.randn(3, 2, 4, dtype=torch.float64)), "v must be torch.float32, got torch.float64"),
         (dict(tiles=torch.zeros(2, 3, dtype=torch.int32)), r"tiles must be \[N=3, 3\] \(b, ty, tx\), got \[2, 3\]"),
         (dict(bias_table=torch.randn(9, 2)), r"bias_table must be \[\(2\*search_range-1\)\^2\+1, heads\] = \[10, 2\] for search_range=2, got \[9, 2\]"),
-        (dict(search_range=0), "search_range must be >= 1, got 0"),
+        (dict(search_range=0), r"search_range must be an int in \[1, 23170\], got 0"),
     ],
 )
 def test_bad_inputs(changes, message):

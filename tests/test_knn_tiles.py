@@ -190,7 +190,7 @@ def ok_inputs(**changes):
 
 
 @pytest.mark.parametrize("changes,message", [
-    (dict(k=-1), "k must be >= 0, got -1"),
+    (dict(k=-1), r"k must be an int in \[0, 2\*\*31 - 1\], got -1"),
     (dict(tiles=torch.zeros(6, 2, dtype=torch.int32)), r"tiles must be \[capacity, 3\]"),
     (dict(tiles=torch.zeros(6, dtype=torch.int32)), "tiles must be 2-D"),
     (dict(tiles=torch.zeros(6, 3, dtype=torch.int64)), "tiles must be torch.int32"),
@@ -226,7 +226,7 @@ def unmapped_rows(rows):
 
 
 @pytest.mark.parametrize("changes,message", [
-    (dict(k=-1), "k must be >= 0, got -1"),
+    (dict(k=-1), r"k must be an int in \[0, 2\*\*31 - 1\], got -1"),
     (dict(tiles=torch.zeros(6, 2, dtype=torch.int32)), r"tiles must be \[capacity, 3\]"),
     (dict(tiles=torch.zeros(6, 3, dtype=torch.int64)), "tiles must be Int"),
     (dict(tiles=torch.zeros(3, 6, dtype=torch.int32).t()), "tiles must be contiguous"),

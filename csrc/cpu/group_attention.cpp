@@ -44,7 +44,7 @@ GroupShape check_group_attention(const char* op, const at::Tensor& q0, const at:
                                  const at::Tensor& v, const at::Tensor& tiles,
                                  const at::Tensor& nbr, const at::Tensor& bias_table,
                                  int64_t search_range) {
-  TORCH_CHECK(search_range >= 1, "fastmatte.", op, ": search_range must be >= 1, got ", search_range);
+  check_int_range(search_range, 1, kMaxTableRange, op, "search_range");
   check_rank(q0, op, "q0", 3, "[N, heads, D]");
   check_floating(q0, op, "q0");
   check_contiguous(q0, op, "q0");

@@ -113,8 +113,7 @@ AttentionShape check_inputs(const char* op, const at::Tensor& q, const at::Tenso
   check_same_device(nbr, q, op, "nbr", "q");
   check_contiguous(nbr, op, "nbr");
 
-  TORCH_CHECK(search_range >= 1, "fastmatte.", op, ": search_range must be >= 1, got ",
-              search_range);
+  check_int_range(search_range, 1, kMaxTableRange, op, "search_range");
   const int64_t table_size = bias_table_size(search_range);
   TORCH_CHECK(bias_table.dim() == 2 && bias_table.size(0) == table_size &&
                   bias_table.size(1) == heads,
@@ -125,9 +124,11 @@ AttentionShape check_inputs(const char* op, const at::Tensor& q, const at::Tenso
   check_same_device(bias_table, q, op, "bias_table", "q");
   check_contiguous(bias_table, op, "bias_table");
 
+  const int64_t kk = nbr.size(1);
+  check_output_size({n, kk + 1, heads, dim}, q.scalar_type(), op, "out");
+
   // Cheap on the CPU, and an out-of-range index would read outside q/k/v.
   const int32_t* idx = nbr.data_ptr<int32_t>();
-  const int64_t kk = nbr.size(1);
   for (int64_t e = 0; e < n * kk; ++e) {
     TORCH_CHECK(idx[e] >= -1 && idx[e] < n, "fastmatte.", op, ": nbr[", e / kk, ", ", e % kk,
                 "] = ", idx[e], " is out of range [-1, ", n, ")");

@@ -59,8 +59,7 @@ FusionSizes check_fusion_inputs(const at::Tensor& semantic, const at::Tensor& fu
   TORCH_CHECK(full.size(0) == B && full.size(1) == 1 && full.size(2) > 0 && full.size(3) > 0,
               "fastmatte.", op, ": ", full_name, " must be [B=", B,
               ", 1, H, W] (semantic's batch) with H, W >= 1, got ", full.sizes());
-  TORCH_CHECK(unknown_class >= 0 && unknown_class < kClasses, "fastmatte.", op,
-              ": unknown_class must be in [0, 3), got ", unknown_class);
+  check_int_range(unknown_class, 0, kClasses - 1, op, "unknown_class");
   return {B, semantic.size(2), semantic.size(3), full.size(2), full.size(3)};
 }
 
@@ -272,9 +271,9 @@ at::Tensor trimap_fusion_cpu(const at::Tensor& semantic, const at::Tensor& detai
                              int64_t fg_class, int64_t unknown_class) {
   const char* op = "trimap_fusion";
   const FusionSizes s = check_fusion_inputs(semantic, detail, "detail", unknown_class, op);
-  TORCH_CHECK(fg_class >= 0 && fg_class < kClasses && fg_class != unknown_class, "fastmatte.", op,
-              ": fg_class must be in [0, 3) and differ from unknown_class=", unknown_class, ", got ",
-              fg_class);
+  check_int_range(fg_class, 0, kClasses - 1, op, "fg_class");
+  TORCH_CHECK(fg_class != unknown_class, "fastmatte.", op,
+              ": fg_class and unknown_class must differ, both are ", fg_class);
   at::Tensor alpha = at::empty_like(detail);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, detail.scalar_type(), "trimap_fusion_cpu", [&] {
     const scalar_t* d = detail.data_ptr<scalar_t>();

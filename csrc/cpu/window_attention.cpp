@@ -142,7 +142,7 @@ Shape check_inputs(const at::Tensor& qkv, const at::Tensor& bias_table, int64_t 
               "fastmatte.window_attention: qkv must be float32, float64, float16 or bfloat16, got ", dtype);
   TORCH_CHECK(qkv.device().is_cpu(), "fastmatte.window_attention: qkv must be on the CPU, got ", qkv.device());
   check_contiguous(qkv, op, "qkv");
-  TORCH_CHECK(window >= 1, "fastmatte.window_attention: window must be >= 1, got ", window);
+  check_int_range(window, 1, kMaxTableRange, op, "window");
   check_rank(bias_table, op, "bias_table", 2, "[(2*window-1)^2, heads]");
   const int64_t rows = (2 * window - 1) * (2 * window - 1), heads = bias_table.size(1);
   TORCH_CHECK(bias_table.size(0) == rows && heads >= 1, "fastmatte.window_attention: bias_table must be "
@@ -155,10 +155,13 @@ Shape check_inputs(const at::Tensor& qkv, const at::Tensor& bias_table, int64_t 
               "must be 3 * heads * D with heads = bias_table.size(1) = ", heads, ", got ", channels);
   const auto [wh, ww] = pair_of(window_size, "window_size");
   const auto [sh, sw] = pair_of(shift, "shift");
-  TORCH_CHECK(wh >= 1 && wh <= window && ww >= 1 && ww <= window, "fastmatte.window_attention: "
-              "window_size must be in [1, window=", window, "], got ", window_size);
-  TORCH_CHECK(sh >= 0 && sh < wh && sw >= 0 && sw < ww, "fastmatte.window_attention: shift must be in "
-              "[0, window_size) = [0, ", window_size, "), got ", shift);
+  check_int_range(wh, 1, window, op, "window_size[0]", "window");
+  check_int_range(ww, 1, window, op, "window_size[1]", "window");
+  check_int_range(sh, 0, wh - 1, op, "shift[0]", "window_size[0] - 1");
+  check_int_range(sw, 0, ww - 1, op, "shift[1]", "window_size[1] - 1");
+  // forward_kernel makes the [heads, N, N] bias of a window's scores once per call (N = wh * ww)
+  check_output_size({heads, wh * ww, wh * ww}, at::toOpMathType(dtype), op,
+                    "the attention matrix of a window");
   const int64_t hp = (height + wh - 1) / wh * wh, wp = (width + ww - 1) / ww * ww;  // the padded map
   return {qkv.size(0), hp, wp, heads, channels / (3 * heads), window, wh, ww, sh, sw, height, width};
 }

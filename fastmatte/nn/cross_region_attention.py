@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from fastmatte.ops import group_attention, knn_attention, knn_tiles
+from fastmatte.ops._backend import check_backend
 
 
 class FeedForward(nn.Sequential):
@@ -50,6 +51,7 @@ class CrossRegionAttention(nn.Module):
         nn.init.trunc_normal_(self.bias_table2, std=0.02)
 
     def forward(self, tokens, tiles, count, tile_map=None, nbr=None, backend=None):
+        check_backend("fastmatte.nn.CrossRegionAttention", backend)
         if nbr is None:
             nbr = knn_tiles(tiles, count, self.k, tile_map, backend=backend)
         n, heads, d = tokens.shape[0], self.heads, self.head_dim

@@ -4,6 +4,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastmatte import ops
+from fastmatte.ops._backend import check_backend
 
 
 class GatedConv2d(nn.Module):
@@ -44,6 +45,7 @@ class GatedConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor, guide: torch.Tensor, backend=None) -> torch.Tensor:
         """x [B, C, H, W], guide [B, 1, h, w] (same dtype and device) -> [B, C, H, W]."""
+        check_backend("fastmatte.nn.GatedConv2d", backend)
         if x.dim() != 4 or x.shape[1] != self.channels:
             raise ValueError(f"fastmatte.nn.GatedConv2d: x must be [B, {self.channels}, H, W] "
                              f"(channels={self.channels}), got {list(x.shape)}")

@@ -12,12 +12,21 @@ import torch
 from fastmatte._extension import HAS_C, has_kernel
 
 BACKENDS = ("cpu", "cuda", "triton", "torch")
+# What every backend= argument takes, as errors say it: None, "cpu", "cuda", "triton" or "torch".
+BACKEND_CHOICES = "None, " + ", ".join(f'"{name}"' for name in BACKENDS[:-1]) + f' or "{BACKENDS[-1]}"'
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 # Under TRITON_INTERPRET=1 Triton kernels run on CPU tensors (slowly): tests use it, users don't.
 TRITON_INTERPRETER = os.environ.get("TRITON_INTERPRET") == "1"
 
 _warned = set()
+
+
+def check_backend(owner: str, backend):
+    """ValueError unless backend is None or one of BACKENDS. Models and layers call it on entry,
+    so that a wrong name is blamed on their own argument, not on the first op they happen to run."""
+    if backend is not None and not (isinstance(backend, str) and backend in BACKENDS):
+        raise ValueError(f"{owner}: backend must be {BACKEND_CHOICES}, got {backend!r}")
 
 
 class OpBackends:
@@ -30,9 +39,7 @@ class OpBackends:
         self.triton = triton
 
     def why_not(self, backend: str, device: torch.device):
-        """None if `backend` can run on `device`, else the reason it cannot."""
-        if backend not in BACKENDS:
-            return f"backend must be one of None, {', '.join(map(repr, BACKENDS))}; got {backend!r}"
+        """None if `backend` (one of BACKENDS) can run on `device`, else the reason it cannot."""
         if backend == "torch":
             return None
         if backend in ("cpu", "cuda") and device.type != backend:
@@ -58,6 +65,7 @@ class OpBackends:
     def resolve(self, device: torch.device, backend=None) -> str:
         """The backend to run: `backend` if it can run here (else ValueError), or the fastest."""
         if backend is not None:
+            check_backend(f"fastmatte.{self.op}", backend)
             reason = self.why_not(backend, device)
             if reason is not None:
                 raise ValueError(f"fastmatte.{self.op}: backend={backend!r} cannot run: {reason}")

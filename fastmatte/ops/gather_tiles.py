@@ -4,7 +4,8 @@ import torch
 from fastmatte import reference
 from fastmatte._extension import HAS_C
 from fastmatte.ops._backend import OpBackends
-from fastmatte.ops._checks import check_int, check_selection, check_tensor, fail
+from fastmatte.ops._checks import (INT32_MAX, check_int, check_output_size, check_selection, check_tensor,
+                                   fail)
 
 BACKENDS = OpBackends("gather_tiles", triton=True)
 
@@ -17,7 +18,8 @@ def gather_tiles(image: torch.Tensor, coarse: torch.Tensor, tiles: torch.Tensor,
     coarse: [B, Cc, H/tile, W/tile], same dtype and device as image (e.g. the coarse alpha).
     tiles:  [capacity, 3] int32 rows (b, ty, tx), and count: [1] int32, as made by
             fastmatte.ops.select_tiles; rows past count are ignored (they may hold -1).
-    tile:   tile side in full-resolution pixels (>= 1); halo: extra border pixels (>= 0).
+    tile:   tile side in full-resolution pixels (>= 1); halo: extra border pixels, in
+            [0, max(H, W)].
 
     Returns patches [capacity, C + Cc, tile + 2*halo, tile + 2*halo] in image's dtype: row r is
 
@@ -32,21 +34,12 @@ def gather_tiles(image: torch.Tensor, coarse: torch.Tensor, tiles: torch.Tensor,
     atomics (not deterministic), the CPU one is deterministic. Selection values are validated
     on the CPU only; on the GPU out-of-grid rows are clamped into the image.
     Non-contiguous inputs are copied.
-    """
-    op = "gather_tiles"
-    check_tensor(op, "image", image, rank=4, layout="[B, C, H, W]", floating=True)
-    check_tensor(op, "coarse", coarse, rank=4, layout="[B, Cc, h, w]", dtype=image.dtype,
-                 device=image.device)
-    check_selection(op, tiles, count, image.device)
-    check_int(op, "tile", tile, 1)
-    check_int(op, "halo", halo, 0)
-    B, _, H, W = image.shape
-    if H % tile or W % tile:
-        fail(op, f"image height and width must be multiples of tile={tile}, got {H} x {W}")
-    if coarse.shape[0] != B or coarse.shape[2] != H // tile or coarse.shape[3] != W // tile:
-        fail(op, f"coarse must be [B={B}, Cc, H/tile={H // tile}, W/tile={W // tile}], "
-                 f"got {list(coarse.shape)}")
 
+    Refused before anything is allocated (fastmatte.ops._checks): tile outside [1, 2**31 - 1],
+    halo outside [0, max(H, W)] (a wider halo only repeats border pixels), and patches of more
+    than 2**40 bytes (1 TiB).
+    """
+    tile, halo = _check_inputs(image, coarse, tiles, count, tile, halo)
     choice = BACKENDS.resolve(image.device, backend)
     if choice == "torch":
         return reference.gather_tiles(image, coarse, tiles, count, tile, halo)
@@ -57,9 +50,30 @@ def gather_tiles(image: torch.Tensor, coarse: torch.Tensor, tiles: torch.Tensor,
     return run(image.contiguous(), coarse.contiguous(), tiles.contiguous(), count, tile, halo)
 
 
+def _check_inputs(image, coarse, tiles, count, tile, halo):
+    """Every argument of gather_tiles; returns (tile, halo) as Python ints."""
+    op = "gather_tiles"
+    check_tensor(op, "image", image, rank=4, layout="[B, C, H, W]", floating=True)
+    check_tensor(op, "coarse", coarse, rank=4, layout="[B, Cc, h, w]", dtype=image.dtype,
+                 device=image.device)
+    check_selection(op, tiles, count, image.device)
+    B, C, H, W = image.shape
+    tile = check_int(op, "tile", tile, 1, INT32_MAX)
+    halo = check_int(op, "halo", halo, 0, max(H, W), bound="max(H, W)")
+    if H % tile or W % tile:
+        fail(op, f"image height and width must be multiples of tile={tile}, got {H} x {W}")
+    if coarse.shape[0] != B or coarse.shape[2] != H // tile or coarse.shape[3] != W // tile:
+        fail(op, f"coarse must be [B={B}, Cc, H/tile={H // tile}, W/tile={W // tile}], "
+                 f"got {list(coarse.shape)}")
+    size = tile + 2 * halo
+    check_output_size(op, "patches", (tiles.shape[0], C + coarse.shape[1], size, size), image.dtype)
+    return tile, halo
+
+
 @torch.library.custom_op("fastmatte::gather_tiles_triton", mutates_args=())
 def _gather_tiles_triton(image: torch.Tensor, coarse: torch.Tensor, tiles: torch.Tensor,
                          count: torch.Tensor, tile: int = 8, halo: int = 0) -> torch.Tensor:
+    _check_inputs(image, coarse, tiles, count, tile, halo)  # called directly too
     # Imported here: TRITON_INTERPRET must be set before the kernel's triton.jit runs.
     from fastmatte.kernels.gather_tiles import gather_tiles_forward
 

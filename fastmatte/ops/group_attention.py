@@ -20,7 +20,7 @@ def group_attention(q0: torch.Tensor, k: torch.Tensor, v: torch.Tensor, tiles: t
     tiles:      [N, 3] int32 rows (b, ty, tx), as made by select_tiles (N = its capacity).
     nbr:        [N, K] int32 neighbour rows in [-1, N), as made by knn_tiles; -1 = missing.
     bias_table: [(2*search_range-1)^2 + 1, heads], q0's dtype: relative-position bias.
-    search_range: int >= 1.
+    search_range: int in [1, 23170] (the table's rows are int32 indices).
 
     Returns out [N, heads, D] in q0's dtype:
 
@@ -36,16 +36,7 @@ def group_attention(q0: torch.Tensor, k: torch.Tensor, v: torch.Tensor, tiles: t
     torch.use_deterministic_algorithms(True) is on, then a fixed-order two-pass sum.
     nbr values are validated on the CPU only. Non-contiguous inputs are copied.
     """
-    op = "group_attention"
-    n, heads, dim = check_query(op, "q0", q0)
-    check_groups(op, "q0", q0, tiles, nbr, bias_table, search_range)
-    members = nbr.shape[1] + 1
-    for name, t in (("k", k), ("v", v)):
-        check_tensor(op, name, t, rank=4, layout="[N, K+1, heads, D]", dtype=q0.dtype, device=q0.device)
-        if t.shape != (n, members, heads, dim):
-            fail(op, f"{name} must be [N, K+1, heads, D] = {[n, members, heads, dim]} "
-                     f"(K = nbr.shape[1]), got {list(t.shape)}")
-
+    search_range = _check_inputs(q0, k, v, tiles, nbr, bias_table, search_range)
     choice = BACKENDS.resolve(q0.device, backend)
     if choice == "torch":
         return reference.group_attention(q0, k, v, tiles, nbr, bias_table, search_range)
@@ -57,10 +48,25 @@ def group_attention(q0: torch.Tensor, k: torch.Tensor, v: torch.Tensor, tiles: t
                nbr.contiguous(), bias_table.contiguous(), search_range)
 
 
+def _check_inputs(q0, k, v, tiles, nbr, bias_table, search_range):
+    """Every argument of group_attention; returns search_range as a Python int."""
+    op = "group_attention"
+    n, heads, dim = check_query(op, "q0", q0)
+    search_range = check_groups(op, "q0", q0, tiles, nbr, bias_table, search_range)
+    members = nbr.shape[1] + 1
+    for name, t in (("k", k), ("v", v)):
+        check_tensor(op, name, t, rank=4, layout="[N, K+1, heads, D]", dtype=q0.dtype, device=q0.device)
+        if t.shape != (n, members, heads, dim):
+            fail(op, f"{name} must be [N, K+1, heads, D] = {[n, members, heads, dim]} "
+                     f"(K = nbr.shape[1]), got {list(t.shape)}")
+    return search_range
+
+
 @torch.library.custom_op("fastmatte::group_attention_triton", mutates_args=())
 def _group_attention_triton(q0: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                             tiles: torch.Tensor, nbr: torch.Tensor, bias_table: torch.Tensor,
                             search_range: int) -> torch.Tensor:
+    _check_inputs(q0, k, v, tiles, nbr, bias_table, search_range)  # called directly too
     # Imported here: TRITON_INTERPRET must be set before the kernel's triton.jit runs.
     from fastmatte.kernels.group_attention import group_attention_forward
 

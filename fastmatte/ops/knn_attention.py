@@ -4,7 +4,7 @@ import torch
 from fastmatte import reference
 from fastmatte.ops._attention_registration import register_attention
 from fastmatte.ops._backend import OpBackends
-from fastmatte.ops._checks import check_groups, check_query, check_tensor, fail
+from fastmatte.ops._checks import check_groups, check_output_size, check_query, check_tensor, fail
 
 BACKENDS = OpBackends("knn_attention", triton=True)
 
@@ -18,7 +18,7 @@ def knn_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, tiles: torc
     tiles:      [N, 3] int32 rows (b, ty, tx), as made by select_tiles (N = its capacity).
     nbr:        [N, K] int32 neighbour rows in [-1, N), as made by knn_tiles; -1 = missing.
     bias_table: [(2*search_range-1)^2 + 1, heads], q's dtype: relative-position bias.
-    search_range: int >= 1.
+    search_range: int in [1, 23170] (the table's rows are int32 indices).
 
     Returns out [N, K+1, heads, D] in q's dtype. Group i is g = [i] + nbr[i]; for each valid
     member a of group i:
@@ -34,16 +34,10 @@ def knn_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, tiles: torc
     bias_table; gradients are sums over the groups a tile belongs to: the CPU kernel adds in a
     fixed order, the Triton kernel uses fp32 atomics unless
     torch.use_deterministic_algorithms(True) is on, then fixed-order sums.
-    nbr values are validated on the CPU only. Non-contiguous inputs are copied.
+    nbr values are validated on the CPU only. Non-contiguous inputs are copied. An out of more
+    than 2**40 bytes (1 TiB) is refused before anything is allocated.
     """
-    op = "knn_attention"
-    n, heads, dim = check_query(op, "q", q)
-    for name, t in (("k", k), ("v", v)):
-        check_tensor(op, name, t, rank=3, layout="[N, heads, D]", dtype=q.dtype, device=q.device)
-        if t.shape != q.shape:
-            fail(op, f"{name} must have q's shape {list(q.shape)}, got {list(t.shape)}")
-    check_groups(op, "q", q, tiles, nbr, bias_table, search_range)
-
+    search_range = _check_inputs(q, k, v, tiles, nbr, bias_table, search_range)
     choice = BACKENDS.resolve(q.device, backend)
     if choice == "torch":
         return reference.knn_attention(q, k, v, tiles, nbr, bias_table, search_range)
@@ -52,10 +46,24 @@ def knn_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, tiles: torc
                bias_table.contiguous(), search_range)
 
 
+def _check_inputs(q, k, v, tiles, nbr, bias_table, search_range):
+    """Every argument of knn_attention; returns search_range as a Python int."""
+    op = "knn_attention"
+    n, heads, dim = check_query(op, "q", q)
+    for name, t in (("k", k), ("v", v)):
+        check_tensor(op, name, t, rank=3, layout="[N, heads, D]", dtype=q.dtype, device=q.device)
+        if t.shape != q.shape:
+            fail(op, f"{name} must have q's shape {list(q.shape)}, got {list(t.shape)}")
+    search_range = check_groups(op, "q", q, tiles, nbr, bias_table, search_range)
+    check_output_size(op, "out", (n, nbr.shape[1] + 1, heads, dim), q.dtype)
+    return search_range
+
+
 @torch.library.custom_op("fastmatte::knn_attention_triton", mutates_args=())
 def _knn_attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, tiles: torch.Tensor,
                           nbr: torch.Tensor, bias_table: torch.Tensor,
                           search_range: int) -> torch.Tensor:
+    _check_inputs(q, k, v, tiles, nbr, bias_table, search_range)  # called directly too
     # Imported here: TRITON_INTERPRET must be set before the kernel's triton.jit runs.
     from fastmatte.kernels.knn_attention import knn_attention_forward
 

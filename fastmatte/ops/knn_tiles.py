@@ -6,7 +6,7 @@ import torch
 from fastmatte import reference
 from fastmatte._extension import HAS_C
 from fastmatte.ops._backend import OpBackends
-from fastmatte.ops._checks import check_int, check_selection, check_tensor
+from fastmatte.ops._checks import INT32_MAX, check_int, check_output_size, check_selection, check_tensor
 
 BACKENDS = OpBackends("knn_tiles")
 
@@ -19,7 +19,8 @@ def knn_tiles(tiles: torch.Tensor, count: torch.Tensor, k: int, tile_map=None, *
 
     tiles:    [capacity, 3] int32 rows (b, ty, tx), and count: [1] int32, as made by
               fastmatte.ops.select_tiles; rows r < count are the valid ones.
-    k:        neighbours per tile, >= 0 (any k on the CPU; at most 32 on CUDA).
+    k:        neighbours per tile, in [0, 2**31 - 1] (at most 32 on CUDA), and nbr of at most
+              2**40 bytes (1 TiB): larger is refused before anything is allocated.
     tile_map: optional [B, h, w] int32 map of each tile's row (select_tiles' `tile_map`; a cell
               names a row only if it lies in [0, count)). Pass it: on CUDA it turns an
               exhaustive O(count^2) scan into a local search in growing rings on the tile grid.
@@ -37,7 +38,8 @@ def knn_tiles(tiles: torch.Tensor, count: torch.Tensor, k: int, tile_map=None, *
     op = "knn_tiles"
     check_tensor(op, "tiles", tiles)  # a tensor, so that its device can be read
     check_selection(op, tiles, count, tiles.device)
-    check_int(op, "k", k, 0)
+    k = check_int(op, "k", k, 0, INT32_MAX)
+    check_output_size(op, "nbr", (tiles.shape[0], k), torch.int32)
     if tile_map is not None:
         check_tensor(op, "tile_map", tile_map, rank=3, layout="[B, h, w]", dtype=torch.int32,
                      device=tiles.device)

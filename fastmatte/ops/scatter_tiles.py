@@ -4,7 +4,7 @@ import torch
 from fastmatte import reference
 from fastmatte._extension import HAS_C
 from fastmatte.ops._backend import OpBackends
-from fastmatte.ops._checks import check_selection, check_tensor, fail
+from fastmatte.ops._checks import check_output_size, check_selection, check_tensor, fail
 
 BACKENDS = OpBackends("scatter_tiles", triton=True)
 MODES = ("bilinear", "nearest")
@@ -37,6 +37,7 @@ def scatter_tiles(coarse_alpha: torch.Tensor, refined: torch.Tensor, tiles: torc
     Rows of refined at or past count are never read: tile_map entries pointing there select
     nothing. A tile_map entry below count must be that row's tile in ``tiles`` (the CPU kernels
     check this; the GPU ones cannot without a host sync, and a mismatch gives wrong gradients).
+    An alpha of more than 2**40 bytes (1 TiB) is refused before anything is allocated.
 
     Differentiable in coarse_alpha and refined: the gradient flows through the clamp (mask 1
     inside [0, 1], bounds included) to the refined row that wrote a pixel, or through the
@@ -76,6 +77,8 @@ def _check_inputs(coarse_alpha, refined, tiles, count, tile_map, mode):
         fail(op, f"tile_map must be [B, h, w] = {[B, h, w]} (coarse_alpha's grid), got {list(tile_map.shape)}")
     if mode not in MODES:
         fail(op, f'mode must be "bilinear" or "nearest", got {mode!r}')
+    t = refined.shape[2]
+    check_output_size(op, "alpha", (B, C, h * t, w * t), coarse_alpha.dtype)
 
 
 @torch.library.custom_op("fastmatte::scatter_tiles_triton", mutates_args=())

@@ -6,7 +6,7 @@ import torch
 from fastmatte import reference
 from fastmatte._extension import HAS_C
 from fastmatte.ops._backend import OpBackends
-from fastmatte.ops._checks import check_int, check_tensor, fail
+from fastmatte.ops._checks import INT32_MAX, check_int, check_tensor
 
 BACKENDS = OpBackends("select_tiles")
 
@@ -36,13 +36,14 @@ def select_tiles(trimap: torch.Tensor, capacity: int, unknown_class: int = 1, *,
     tiles of highest unknown-class score are kept (ties: raster order; a NaN score ranks
     highest, and a NaN logit wins the argmax, as in torch.argmax / torch.sort).
     Counts stay on the device, so the pipeline never synchronizes with the host.
+    capacity must be in [0, 2**31 - 1] (rows are int32 indices: tiles then take at most
+    24 GiB) and unknown_class in [0, classes - 1].
     """
     op = "select_tiles"
     check_tensor(op, "trimap", trimap, rank=4, layout="[B, classes, h, w]", floating=True)
-    check_int(op, "capacity", capacity, 0)
-    check_int(op, "unknown_class", unknown_class, 0)
-    if unknown_class >= trimap.shape[1]:
-        fail(op, f"unknown_class must be < the trimap's {trimap.shape[1]} classes, got {unknown_class}")
+    capacity = check_int(op, "capacity", capacity, 0, INT32_MAX)
+    unknown_class = check_int(op, "unknown_class", unknown_class, 0, trimap.shape[1] - 1,
+                              bound="classes - 1")
     if BACKENDS.resolve(trimap.device, backend) == "torch":
         return TileSelection(*reference.select_tiles(trimap, capacity, unknown_class))
     return TileSelection(*torch.ops.fastmatte.select_tiles(trimap.contiguous(), capacity, unknown_class))

@@ -24,7 +24,7 @@ def trimap_fusion(semantic: torch.Tensor, detail: torch.Tensor, fg_class: int = 
             float32, float64, float16 or bfloat16; its dtype may differ from detail's.
         detail: [B, 1, H, W] (or [B, N, 1, H, W]) detail alpha, one of the same four dtypes,
             on semantic's device.
-        fg_class, unknown_class: distinct class ids in [0, 3).
+        fg_class, unknown_class: distinct class ids in [0, 2].
         backend: None (fastest here), "cpu", "triton" or "torch" (the reference).
 
     Returns:
@@ -44,7 +44,7 @@ def trimap_fusion(semantic: torch.Tensor, detail: torch.Tensor, fg_class: int = 
     argmax gives semantic no gradient. The backward recomputes the classes from semantic.
     Non-contiguous inputs are copied.
     """
-    _check_inputs(semantic, detail, fg_class, unknown_class)
+    fg_class, unknown_class = _check_inputs(semantic, detail, fg_class, unknown_class)
     choice = BACKENDS.resolve(detail.device, backend)
     if choice == "torch":
         return reference.trimap_fusion(semantic, detail, fg_class, unknown_class)
@@ -55,8 +55,19 @@ def trimap_fusion(semantic: torch.Tensor, detail: torch.Tensor, fg_class: int = 
     return alpha.view(detail.shape)
 
 
-def _check_inputs(semantic, detail, fg_class, unknown_class, op="trimap_fusion", detail_name="detail"):
-    """Both tensors and the class ids; the backward passes grad_alpha as detail and no fg_class."""
+def _check_inputs(semantic, detail, fg_class, unknown_class):
+    """Every argument of trimap_fusion; returns (fg_class, unknown_class) as Python ints."""
+    op = "trimap_fusion"
+    unknown_class = _check_tensors(semantic, detail, unknown_class, op, "detail")
+    fg_class = check_int(op, "fg_class", fg_class, 0, CLASSES - 1)
+    if fg_class == unknown_class:
+        fail(op, f"fg_class and unknown_class must differ, both are {fg_class}")
+    return fg_class, unknown_class
+
+
+def _check_tensors(semantic, detail, unknown_class, op, detail_name):
+    """Both tensors and unknown_class (the backward passes grad_alpha as detail); returns
+    unknown_class as a Python int."""
     check_tensor(op, "semantic", semantic)
     rank = semantic.dim()
     if rank not in (4, 5):
@@ -76,14 +87,7 @@ def _check_inputs(semantic, detail, fg_class, unknown_class, op="trimap_fusion",
         names = "B" if rank == 4 else "B, N"
         fail(op, f"{detail_name} must be [{', '.join(map(str, lead))}, 1, H, W] (semantic's {names}, one "
                  f"channel) with H, W >= 1, got {list(detail.shape)}")
-    for name, value in (("fg_class", fg_class), ("unknown_class", unknown_class)):
-        if value is None:
-            continue
-        check_int(op, name, value, 0)
-        if value >= CLASSES:
-            fail(op, f"{name} must be in [0, 3), got {value}")
-    if fg_class == unknown_class:
-        fail(op, f"fg_class and unknown_class must differ, both are {fg_class}")
+    return check_int(op, "unknown_class", unknown_class, 0, CLASSES - 1)
 
 
 @torch.library.custom_op("fastmatte::trimap_fusion_triton", mutates_args=())
@@ -100,7 +104,7 @@ def _trimap_fusion_triton(semantic: torch.Tensor, detail: torch.Tensor, fg_class
 def _trimap_fusion_backward_triton(grad_alpha: torch.Tensor, semantic: torch.Tensor,
                                    unknown_class: int) -> torch.Tensor:
     """fastmatte::trimap_fusion_backward with the Triton kernel."""
-    _check_inputs(semantic, grad_alpha, None, unknown_class, "trimap_fusion_backward", "grad_alpha")
+    _check_tensors(semantic, grad_alpha, unknown_class, "trimap_fusion_backward", "grad_alpha")
     from fastmatte.kernels.trimap_fusion import trimap_fusion_backward
 
     return trimap_fusion_backward(grad_alpha, semantic, unknown_class)

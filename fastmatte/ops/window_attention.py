@@ -5,7 +5,7 @@ import torch
 from fastmatte import reference
 from fastmatte._extension import HAS_C
 from fastmatte.ops._backend import OpBackends
-from fastmatte.ops._checks import check_int, check_tensor, fail
+from fastmatte.ops._checks import MAX_TABLE_RANGE, check_int, check_output_size, check_tensor, fail
 from fastmatte.ops.window_attention_backward import window_attention_backward
 
 BACKENDS = OpBackends("window_attention", triton=True)
@@ -20,7 +20,8 @@ def window_attention(qkv: torch.Tensor, bias_table: torch.Tensor, window: int, w
         qkv: [B, H, W, 3*C] float32/float64/float16/bfloat16, the qkv projection of a
             channels-last token map; the last axis is laid out [3 (q, k, v), heads, D].
         bias_table: [(2*window-1)^2, heads], qkv's dtype: the relative-position bias.
-        window: int >= 1, the window the table was made for.
+        window: int in [1, 23170], the window the table was made for (its rows are int32
+            indices).
         window_size: (wh, ww), 1 <= wh, ww <= window. The map is zero-padded at the bottom/right
             to Hp x Wp, the multiples of the window size, as Swin does; the padding exists only
             inside the op.
@@ -44,10 +45,10 @@ def window_attention(qkv: torch.Tensor, bias_table: torch.Tensor, window: int, w
     Accumulates in fp32 (fp64 for fp64); no padded, rolled, partitioned, bias or mask tensor is
     made. Differentiable in qkv and bias_table: the backward (window_attention_backward)
     recomputes the softmax in plain PyTorch ops, on any device; it is not a fused kernel.
-    Non-contiguous inputs are copied.
+    Non-contiguous inputs are copied. A window whose [heads, N, N] attention matrix (N = wh*ww,
+    fp32 or fp64) would take more than 2**40 bytes (1 TiB) is refused before anything is allocated.
     """
-    _check_inputs(qkv, bias_table, window, window_size, shift)
-    window_size, shift = list(window_size), list(shift)
+    window, window_size, shift = _check_inputs(qkv, bias_table, window, window_size, shift)
     choice = BACKENDS.resolve(qkv.device, backend)
     if choice == "torch":
         return reference.window_attention(qkv, bias_table, window, window_size, shift)
@@ -56,11 +57,12 @@ def window_attention(qkv: torch.Tensor, bias_table: torch.Tensor, window: int, w
 
 
 def _check_inputs(qkv, bias_table, window, window_size, shift):
+    """Every argument of window_attention; returns (window, [wh, ww], [sh, sw]) as Python ints."""
     op = "window_attention"
     check_tensor(op, "qkv", qkv, rank=4, layout="[B, H, W, 3*C]", floating=True)
     if qkv.dtype not in DTYPES:
         fail(op, f"qkv must be float32, float64, float16 or bfloat16, got {qkv.dtype}")
-    check_int(op, "window", window, 1)
+    window = check_int(op, "window", window, 1, MAX_TABLE_RANGE)
     check_tensor(op, "bias_table", bias_table, rank=2, layout="[(2*window-1)^2, heads]", dtype=qkv.dtype,
                  device=qkv.device)
     heads = bias_table.shape[1]
@@ -71,19 +73,19 @@ def _check_inputs(qkv, bias_table, window, window_size, shift):
     if channels == 0 or channels % (3 * heads):
         fail(op, f"qkv's last axis must be 3 * heads * D with heads = bias_table.shape[1] = {heads}, "
                  f"got {channels}")
-    wh, ww = _pair(op, "window_size", window_size)
-    sh, sw = _pair(op, "shift", shift)
-    if not (1 <= wh <= window and 1 <= ww <= window):
-        fail(op, f"window_size must be in [1, window={window}], got {[wh, ww]}")
-    if not (0 <= sh < wh and 0 <= sw < ww):
-        fail(op, f"shift must be in [0, window_size) = [0, {[wh, ww]}), got {[sh, sw]}")
+    window_size = [check_int(op, f"window_size[{i}]", n, 1, window, bound="window")
+                   for i, n in enumerate(_pair(op, "window_size", window_size))]
+    shift = [check_int(op, f"shift[{i}]", n, 0, window_size[i] - 1, bound=f"window_size[{i}] - 1")
+             for i, n in enumerate(_pair(op, "shift", shift))]
+    tokens = window_size[0] * window_size[1]  # a window's [heads, N, N] scores are made per call
+    acc = torch.float64 if qkv.dtype == torch.float64 else torch.float32
+    check_output_size(op, "the attention matrix of a window", (heads, tokens, tokens), acc)
+    return window, window_size, shift
 
 
 def _pair(op, name, value):
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise TypeError(f"fastmatte.{op}: {name} must be a pair of ints, got {value!r}")
-    for n in value:
-        check_int(op, name, n, 0)
     return value
 
 
@@ -91,6 +93,7 @@ def _pair(op, name, value):
 def _window_attention_triton(qkv: torch.Tensor, bias_table: torch.Tensor, window: int, window_size: list[int],
                              shift: list[int]) -> torch.Tensor:
     """fastmatte::window_attention with the Triton kernel (same arguments and semantics)."""
+    _check_inputs(qkv, bias_table, window, window_size, shift)  # called directly too
     from fastmatte.kernels.window_attention import window_attention_forward  # after TRITON_INTERPRET
 
     return window_attention_forward(qkv, bias_table, window, window_size, shift)

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastmatte.models.backbones.swin_blocks import PatchMerging, SwinBlock, window_layout
+from fastmatte.ops._backend import check_backend
 from fastmatte.reference.window_attention import blocked_keys, padded_size, window_relative_index
 
 
@@ -119,6 +120,7 @@ class SwinTransformer(nn.Module):
         self.apply(_init_weights)
 
     def forward(self, x, backend=None):
+        check_backend("SwinTransformer", backend)
         if x.ndim != 4 or x.shape[1] != self.in_chans or not x.is_floating_point():
             raise ValueError(f"SwinTransformer: x must be a float [B, {self.in_chans}, H, W] tensor, "
                              f"got {x.dtype} {list(x.shape)}")

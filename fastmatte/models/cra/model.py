@@ -11,6 +11,7 @@ from fastmatte.models.backbones.swin_weights import load_backbone_weights
 from fastmatte.models.cra.decoder import CoarseDecoder
 from fastmatte.models.cra.refiner import TILE, TileRefiner
 from fastmatte.ops import scatter_tiles, select_tiles
+from fastmatte.ops._backend import check_backend
 
 STRIDE = 16  # the low-resolution network's total reduction; the image is padded to a multiple
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the backbone's input normalization (ImageNet weights)
@@ -39,7 +40,8 @@ class CRAMatting(nn.Module):
         It is padded bottom/right by edge replication to Hp = ceil(H/16)*16, Wp likewise.
       trimap: optional logits [B, 3, Hp/8, Wp/8] that choose the tiles instead of the predicted
         trimap (ground truth in training, a fixed band in benchmarks).
-      backend: None = the fastmatte operators; "torch" = each replaced by its eager reference.
+      backend: None = the fastmatte operators; "torch" = each replaced by its eager reference;
+        "cpu", "cuda" or "triton" is forced on every op (one without that kernel says so).
     Returns a dict: alpha [B, 1, H, W] in [0, 1]; coarse_alpha [B, 1, Hp/8, Wp/8] in [0, 1];
     trimap [B, 3, Hp/8, Wp/8] logits (the prediction, also when a trimap was given);
     selection: the fastmatte.TileSelection that was refined (count stays on the device).
@@ -81,6 +83,7 @@ class CRAMatting(nn.Module):
         return -(-numerator * batch * grid_height * grid_width // denominator)  # integer ceiling
 
     def forward(self, image, trimap=None, backend=None):
+        check_backend("CRAMatting", backend)
         _check_image(image, self.mean)
         B, _, H, W = image.shape
         padded = F.pad(image, (0, -W % STRIDE, 0, -H % STRIDE), mode="replicate")
