@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip
 
-.PHONY: setup demo test bench nvcc-check triton-check
+.PHONY: setup demo test bench cuda-build triton-check gpu-session-dry
 
 # Installs the local CPU torch only where no torch is importable (never replaces a CUDA torch),
 # then builds fastmatte._C against it and installs fastmatte (editable) with its test extras.
@@ -39,12 +39,20 @@ bench: setup
 	$(PYTHON) -m pytest bench
 	$(PYTHON) -m fastmatte bench --res hd
 
-# Compiles every CUDA source against torch's headers (no GPU needed; about a minute each).
-nvcc-check:
-	tools/nvcc_check.sh
+# Builds, links and imports fastmatte with its CUDA kernels (sm_90) against torch 2.14.1 for CUDA 13
+# from this machine's disk, in a virtual environment under ~/.cache/fastmatte, checks every CUDA
+# kernel is registered and none spills (table: bench/results/cuda_resources.md), then runs the test
+# suite against that torch (no GPU needed; see tools/cuda_build.sh).
+cuda-build:
+	tools/cuda_build.sh
 
 # Compiles every Triton kernel launch the Triton tests make for sm_90 (H100/H200) with the GPU's
 # block sizes and autotune configs, through ptxas, while the tests check those launches'
 # results in the interpreter (no GPU needed; about 10 minutes on 2 cores).
 triton-check:
 	PYTHONPATH=tools $(PYTHON) -m pytest -p triton_sm90 -m triton tests -q -p no:cacheprovider
+
+# tools/gpu_session.sh end to end on the CPU (tiny sizes, no CUDA stages): the GPU script is tested
+# before a GPU machine ever runs it.
+gpu-session-dry: setup
+	GPU_SESSION_DRY=1 tools/gpu_session.sh fresh

@@ -16,8 +16,9 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 
 def info() -> dict:
-    """Version, torch, which backends are present here, the GPU name (None without one), and the
-    names of the zoo's models (fastmatte.models.MODELS)."""
+    """Version, torch, which backends are present here, the ops whose compiled CUDA C++ kernels
+    are registered (built, whether or not a GPU is present), the GPU name (None without one),
+    and the names of the zoo's models (fastmatte.models.MODELS)."""
     from fastmatte.ops._backend import HAS_TRITON, TRITON_INTERPRETER
     from fastmatte._extension import has_kernel
 
@@ -32,6 +33,9 @@ def info() -> dict:
             "triton": HAS_TRITON and (cuda_device or TRITON_INTERPRETER),
             "torch": True,
         },
+        "cuda_kernels": sorted(name.split("::")[1] for name in
+                               torch._C._dispatch_get_registrations_for_dispatch_key("CUDA")
+                               if name.startswith("fastmatte::")),
         "extension_error": LOAD_ERROR,
         "gpu": torch.cuda.get_device_name() if cuda_device else None,
         "models": list(models.MODELS),

@@ -1,37 +1,55 @@
 #!/usr/bin/env bash
-# Everything a GPU session owes, as one device call that keeps to a deadline:
+# Everything a GPU session owes, as ONE device call of at most 540 s (give the call timeout_s 570):
+# a lent machine has 15 minutes in all, its start (1-2 min) included, so this leaves room for one
+# short rerun.
 #
-#   tools/gpu_session.sh                 every stage not yet done, in order, until the deadline
-#   tools/gpu_session.sh STAGE...        just these stages, done or not
+#   tools/gpu_session.sh                   every stage not yet done, in order, until the deadline
+#   tools/gpu_session.sh STAGE...          just these stages, done or not
 #   tools/gpu_session.sh fresh [STAGE...]  forget earlier calls' results first
+#   GPU_SESSION_DRY=1 tools/gpu_session.sh fresh   the same script on the CPU (CI runs this): no
+#                                          build, no CUDA stages, tiny sizes; proves the plumbing
 #
-# Stages, most needed first: build (fastmatte._C with the CUDA kernels for sm_90), tests (the
-# whole suite; CUDA and Triton tests run instead of skipping), bench_model (CRA end to end, fp16,
-# HD and 4K, vs eager and a CUDA graph, profiled), bench_ops (every operator case, fp16, HD and
-# 4K, vs eager, with GB/s over the device-copy floor), sanitize (compute-sanitizer memcheck and
-# racecheck over the CUDA op tests), bench_metrics, then the torch.compile comparisons, last
-# because compiling every reference takes minutes: bench_model_compile (into compile/) and
-# bench_ops_compile (4K).
-#
-# A stage starts only with at least MIN_START seconds left before the deadline (GPU_SESSION_SECONDS
-# after the start, default 540: a 600 s device call with room to pack up) and is cut at its cap or
-# at the deadline. Finished stages are remembered under build/gpu_session/ (kept while the device
-# machine stays warm), so calling again straight away resumes with the rest. Every call ends by
-# writing $OUT/summary.md (stage, status, seconds, last line) and $OUT/gpu_results.tgz (all logs,
-# JSON, Markdown tables, charts and profiles so far); without $OUT they stay in build/gpu_session/.
-# Unpack the archive into bench/results/ and commit the records and tables.
+# Stages in value order, each with its own cap (seconds), and how the cap was estimated:
+#   build         130  sm_90 only, MAX_JOBS=16: here (2 cores) the 4 .cu files take 40-70 s each and
+#                      the 13 .cpp files 20-60 s each; 16 cores compile them side by side (~1.5 min)
+#   tests_ops     110  CUDA and Triton tests of the ops on the GPU, 8 workers: ~540 CUDA tests and
+#                      ~730 Triton kernel variants to JIT-compile (~1 s each, spread over 8 workers)
+#   tests_models   50  CUDA tests of the models, Matter (CUDA graphs, pinned uploads), Swin
+#   sanitize       40  compute-sanitizer memcheck over a few parametrizations of the CUDA C++ ops
+#   bench_models  150  every zoo model, fp16, batch 1, HD and 4K: fastmatte, the eager twin, the CUDA
+#                      graph and torch.compile (compiling a model at two sizes: ~1 min)
+#   bench_ops      50  every op case, fp16, HD and 4K, 30 runs, with the bandwidth floor ratios
+# The caps add up to 530 s; the script refuses to start if they exceed BUDGET (540). A stage starts
+# only with at least MIN_START s left and is cut at its cap or at the deadline. Every stage writes
+# its results as it finishes, and $OUT (summary.md + gpu_results.tgz: logs, JSON, Markdown tables,
+# charts, profiles) is refreshed after every stage, so a cut run still returns what it measured.
+# Finished stages are remembered under build/gpu_session/ (while the machine stays warm): calling
+# again resumes with the rest. Unpack gpu_results.tgz into bench/results/ and commit it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+BUDGET=540
 START=$SECONDS
-DEADLINE=$((START + ${GPU_SESSION_SECONDS:-540}))
-MIN_START=45
+DEADLINE=$((START + ${GPU_SESSION_SECONDS:-$BUDGET}))
+MIN_START=20
 STATE=build/gpu_session
 RESULTS=$STATE/results
 PYTHON="${PYTHON:-python3}"
-STAGES=(build tests bench_model bench_ops sanitize bench_metrics bench_model_compile bench_ops_compile)
-declare -A CAP=([build]=300 [tests]=240 [bench_model]=150 [bench_ops]=150 [sanitize]=180 [bench_metrics]=90
-                [bench_model_compile]=300 [bench_ops_compile]=300)
+DRY=${GPU_SESSION_DRY:-0}
+STAGES=(build tests_ops tests_models sanitize bench_models bench_ops)
+declare -A CAP=([build]=130 [tests_ops]=110 [tests_models]=50 [sanitize]=40 [bench_models]=150 [bench_ops]=50)
+OP_TESTS=(tests/test_select_tiles.py tests/test_gather_tiles.py tests/test_scatter_tiles.py
+          tests/test_knn_tiles.py tests/test_tile_pipeline.py tests/test_knn_attention.py
+          tests/test_group_attention.py tests/test_window_attention.py tests/test_gated_conv.py
+          tests/test_trimap_fusion.py tests/test_metrics_ops.py tests/test_metrics.py)
+MODEL_TESTS=(tests/test_cra.py tests/test_swin.py tests/test_matter.py tests/test_model_bench.py
+             tests/test_cross_region_attention.py)
 
+total=0
+for stage in "${STAGES[@]}"; do total=$((total + CAP[$stage])); done
+if ((total > BUDGET)); then
+    echo "gpu_session: the stage caps add up to ${total}s, over the ${BUDGET}s budget" >&2
+    exit 2
+fi
 if [[ "${1:-}" == fresh ]]; then
     rm -rf "$STATE"
     shift
@@ -40,6 +58,14 @@ mkdir -p "$RESULTS"
 for stage in "$@"; do
     [[ -n "${CAP[$stage]:-}" ]] || { echo "usage: $0 [fresh] [${STAGES[*]}]" >&2; exit 2; }
 done
+if [[ $DRY == 1 ]]; then
+    DEVICE=cpu PRECISION=fp32 MODEL_ARGS=(--res 64x96 --repeats 2)
+    OP_ARGS=(--res hd --suite tiles --ops select_tiles --repeats 2)
+    PYTEST_WORKERS=()
+else
+    DEVICE=cuda PRECISION=fp16 MODEL_ARGS=(--res hd,4k) OP_ARGS=(--res hd,4k --repeats 30)
+    PYTEST_WORKERS=(-n 8)
+fi
 
 run_stage() {  # run_stage NAME: run stage_NAME under its time limit, log it, record the outcome
     local name=$1 left=$((DEADLINE - SECONDS)) started=$SECONDS rc
@@ -57,57 +83,58 @@ run_stage() {  # run_stage NAME: run stage_NAME under its time limit, log it, re
     printf '%s\t%s\t%s\n' "$status" "$((SECONDS - started))" \
         "$(grep -v '^\s*$' "$RESULTS/$name.log" | tail -n 1 | cut -c1-200)" > "$STATE/$name.done"
     echo "== $name: $status after $((SECONDS - started))s"
+    pack_up > /dev/null
     [[ $status == passed ]]
 }
 
 stage_build() {
+    if [[ $DRY == 1 ]]; then  # the extension this checkout was set up with
+        timeout "$LIMIT" "$PYTHON" -m fastmatte info
+        return
+    fi
     timeout "$LIMIT" env TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16 "$PYTHON" -m pip install --no-build-isolation \
         --no-deps -e . && "$PYTHON" -m fastmatte info  # offline: the image has the dependencies
 }
 
-stage_tests() {
-    local parallel=()
-    "$PYTHON" -c "import xdist" 2>/dev/null && parallel=(-n 8)
-    timeout "$LIMIT" "$PYTHON" -m pytest tests -q -p no:cacheprovider "${parallel[@]}" \
-        --junitxml="$RESULTS/tests.xml"
+run_tests() {  # run_tests FILE...: the CUDA and Triton tests of FILEs (on the CPU: collected only)
+    local how=()
+    [[ $DRY == 1 ]] && how=(--collect-only)
+    timeout "$LIMIT" "$PYTHON" -m pytest "$@" -q -p no:cacheprovider -m "cuda or triton" "${how[@]}" \
+        "${PYTEST_WORKERS[@]}" --junitxml="$RESULTS/$STAGE_NAME.xml"
 }
 
-stage_bench_model() {
-    timeout "$LIMIT" "$PYTHON" -m fastmatte bench --model cra --device cuda --res hd,4k --precision fp16 \
-        --no-compile --profile --out "$RESULTS"
+stage_tests_ops() {
+    STAGE_NAME=tests_ops run_tests "${OP_TESTS[@]}"
 }
 
-stage_bench_model_compile() {
-    timeout "$LIMIT" "$PYTHON" -m fastmatte bench --model cra --device cuda --res hd,4k --precision fp16 \
-        --compile --out "$RESULTS/compile"
+stage_tests_models() {
+    STAGE_NAME=tests_models run_tests "${MODEL_TESTS[@]}"
 }
 
-stage_bench_ops() {
-    timeout "$LIMIT" "$PYTHON" -m fastmatte bench --device cuda --res hd,4k --precision fp16 --no-compile \
-        --repeats 50 --json "$RESULTS/ops_cuda_fp16.json"
+stage_sanitize() {  # the CUDA C++ ops' reference comparisons under memcheck (on the CPU: collected)
+    local sanitizer=(compute-sanitizer --tool memcheck --error-exitcode 1) how=()
+    [[ $DRY == 1 ]] && sanitizer=() how=(--collect-only)
+    timeout "$LIMIT" "${sanitizer[@]}" "$PYTHON" -m pytest tests/test_select_tiles.py tests/test_gather_tiles.py \
+        tests/test_scatter_tiles.py tests/test_knn_tiles.py -q -p no:cacheprovider -m cuda \
+        -k "matches_reference and not triton" "${how[@]}"
 }
 
-stage_bench_ops_compile() {
-    timeout "$LIMIT" "$PYTHON" -m fastmatte bench --device cuda --res 4k --precision fp16 --compile \
-        --repeats 50 --json "$RESULTS/ops_cuda_fp16_4k_compile.json"
-}
-
-stage_sanitize() {  # the CUDA C++ kernels' tests; each tool gets half the stage's time
-    local tool rc=0 tests=(tests/test_select_tiles.py tests/test_gather_tiles.py tests/test_scatter_tiles.py
-                           tests/test_knn_tiles.py)
-    for tool in memcheck racecheck; do
-        echo "-- compute-sanitizer --tool $tool"
-        timeout $((LIMIT / 2)) compute-sanitizer --tool "$tool" --error-exitcode 1 \
-            "$PYTHON" -m pytest "${tests[@]}" -q -p no:cacheprovider -m cuda \
-            -k "not compile and not opcheck" \
-            || rc=$?
+stage_bench_models() {  # every model of the zoo
+    local model rc=0 models
+    models=$("$PYTHON" -c "import fastmatte.models as m; print(' '.join(m.MODELS))") || return 1
+    for model in $models; do
+        local left=$((LIMIT - (SECONDS - STAGE_START)))
+        ((left > 0)) || return 124
+        echo "-- $model"
+        timeout "$left" "$PYTHON" -m fastmatte bench --model "$model" --device "$DEVICE" --precision "$PRECISION" \
+            "${MODEL_ARGS[@]}" --profile --out "$RESULTS" || rc=$?
     done
     return $rc
 }
 
-stage_bench_metrics() {
-    timeout "$LIMIT" "$PYTHON" -m fastmatte bench --device cuda --res hd,4k --suite metrics \
-        --json "$RESULTS/metrics_cuda.json"
+stage_bench_ops() {
+    timeout "$LIMIT" "$PYTHON" -m fastmatte bench --device "$DEVICE" --precision "$PRECISION" --no-compile \
+        "${OP_ARGS[@]}" --json "$RESULTS/ops_${DEVICE}_${PRECISION}.json"
 }
 
 pack_up() {
@@ -115,42 +142,42 @@ pack_up() {
     commit=$(git rev-parse --short HEAD 2>/dev/null)
     git diff --quiet HEAD 2>/dev/null || dirty=" (+ local changes)"
     {
-        echo "# GPU session: commit ${commit:-unknown}${dirty:-}"
+        echo "# GPU session: commit ${commit:-unknown}${dirty:-}$([[ $DRY == 1 ]] && echo ' (DRY RUN on the CPU)')"
         echo
         nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null \
             | sed 's/^/GPU: /'
         "$PYTHON" -c "import torch, triton; print('torch', torch.__version__, '| triton', triton.__version__)" \
             2>&1
         echo
-        echo "| stage | status | seconds | last line |"
-        echo "| --- | --- | ---: | --- |"
+        echo "| stage | cap s | status | seconds | last line |"
+        echo "| --- | ---: | --- | ---: | --- |"
         for stage in "${STAGES[@]}"; do
             if [[ -f "$STATE/$stage.done" ]]; then
                 IFS=$'\t' read -r status secs last < "$STATE/$stage.done"
-                echo "| $stage | $status | $secs | ${last//|/\\|} |"
+                echo "| $stage | ${CAP[$stage]} | $status | $secs | ${last//|/\\|} |"
             else
-                echo "| $stage | not run yet | | |"
+                echo "| $stage | ${CAP[$stage]} | not run yet | | |"
             fi
         done
     } > "$summary"
     cp "$summary" "$RESULTS/summary.md"
-    cat "$summary"
     if [[ -n "${OUT:-}" ]]; then
         cp "$summary" "$OUT/summary.md"
         tar czf "$OUT/gpu_results.tgz" -C "$STATE" results
     fi
+    cat "$summary"
 }
 
 failed=0
 if (($# == 0)); then
     for stage in "${STAGES[@]}"; do
         [[ -f "$STATE/$stage.done" ]] && continue
-        run_stage "$stage" || failed=1
+        STAGE_START=$SECONDS run_stage "$stage" || failed=1
         [[ $stage == build && $failed == 1 ]] && break  # nothing else can run without the build
     done
 else
     for stage in "$@"; do
-        run_stage "$stage" || failed=1
+        STAGE_START=$SECONDS run_stage "$stage" || failed=1
     done
 fi
 pack_up

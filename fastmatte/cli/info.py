@@ -14,6 +14,8 @@ def run(args) -> int:
             continue
         if isinstance(value, dict):
             value = ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in value.items())
+        elif isinstance(value, list):
+            value = ", ".join(value) or "none"
         print(f"{key:16s} {value}")
     print(format_models())
     return 0
