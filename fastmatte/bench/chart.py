@@ -5,6 +5,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fastmatte.io.atomic import write_file
+
 # BGR, one per backend; a backend not listed gets grey
 COLORS = {"fastmatte": (60, 140, 20), "eager": (40, 90, 220), "compile": (200, 120, 30),
           "cuda-graph": (30, 200, 110)}
@@ -64,7 +66,7 @@ def write_chart(records, path) -> Path:
     ok, png = cv2.imencode(".png", canvas)  # not cv2.imwrite: that fails silently on some paths
     if not ok:
         raise OSError(f"{path}: OpenCV could not encode the chart")
-    path.write_bytes(png.tobytes())
+    write_file(path, png.tobytes())
     return path
 
 

@@ -10,6 +10,8 @@ import json
 import sys
 from pathlib import Path
 
+from fastmatte.io.atomic import write_file
+
 
 def _provenance(records) -> str:
     first = records[0]
@@ -79,7 +81,7 @@ def main(paths) -> int:
         return 2
     for name in paths:
         path = Path(name)
-        path.with_suffix(".md").write_text(markdown(json.loads(path.read_text())))
+        write_file(path.with_suffix(".md"), markdown(json.loads(path.read_text())))
         print(f"wrote {path.with_suffix('.md')}")
     return 0
 

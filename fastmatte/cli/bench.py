@@ -16,6 +16,7 @@ from fastmatte.bench.cases import RESOLUTIONS
 from fastmatte.bench.markdown import ops_markdown
 from fastmatte.bench.timing import copy_bandwidth_gbps, device_name, git_commit, median_ms
 from fastmatte.cli import usage_error
+from fastmatte.io.atomic import write_file
 from fastmatte.matter import PRECISIONS
 
 DEFAULT_SUITES = "tiles,attention,window_attention,gated_conv,trimap_fusion"
@@ -110,8 +111,8 @@ def run_op_bench(args) -> int:
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(records, indent=1) + "\n")
-        path.with_suffix(".md").write_text(ops_markdown(records))
+        write_file(path, json.dumps(records, indent=1) + "\n")
+        write_file(path.with_suffix(".md"), ops_markdown(records))
         print(f"records written to {path} (table: {path.with_suffix('.md')})")
     return 0
 

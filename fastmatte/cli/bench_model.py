@@ -17,6 +17,7 @@ from fastmatte.bench.model import (DEFAULT_REPEATS, OutputMismatch, check_argume
                                        parse_resolutions)
 from fastmatte.bench.profiling import format_profile, format_stage_comparison
 from fastmatte.cli import usage_error
+from fastmatte.io.atomic import write_file
 
 DEFAULT_OUT = "bench/results"
 OPTION_NAMES = {"model_name": "--model", "resolutions": "--res", "device": "--device",
@@ -58,8 +59,8 @@ def run_model_bench(args) -> int:
     print(format_table(records))
     out.mkdir(parents=True, exist_ok=True)
     written = [stem.with_suffix(".json"), stem.with_suffix(".md"), stem.with_suffix(".png")]
-    written[0].write_text(json.dumps(records, indent=1) + "\n")
-    written[1].write_text(model_markdown(records))
+    write_file(written[0], json.dumps(records, indent=1) + "\n")
+    write_file(written[1], model_markdown(records))
     write_chart(records, written[2])
     profiles = [format_profile(r["profile"], f"{r['model']} {r['resolution']} {r['backend']}")
                 for r in records if "profile" in r]
@@ -68,8 +69,8 @@ def run_model_bench(args) -> int:
         print(text)
         written.append(stem.with_name(stem.name + "_profile.txt"))
         first = records[0]
-        written[-1].write_text(f"device: {first['device']}   torch {first['torch']}   precision "
-                               f"{first['precision']}   commit {first['commit']}\n\n{text}\n")
+        write_file(written[-1], f"device: {first['device']}   torch {first['torch']}   precision "
+                                f"{first['precision']}   commit {first['commit']}\n\n{text}\n")
     print(f"written: {', '.join(map(str, written))}")
     return 0
 

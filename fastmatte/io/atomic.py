@@ -169,3 +169,9 @@ def check_output_folder(folder):
     elif not os.access(existing, os.W_OK | os.X_OK):
         raise PermissionError(f"cannot create the output folder {folder}: no permission to write in "
                               f"{existing}")
+
+
+def write_file(path, data, replace: bool = True):
+    """Write `data` (str, as UTF-8, or bytes) to `path` whole or not at all (atomic_path)."""
+    with atomic_path(path, replace) as temporary:
+        Path(temporary).write_bytes(data.encode() if isinstance(data, str) else data)
