@@ -13,15 +13,28 @@ Working from k = 10 down, with no host synchronization:
            largest component, ties to the smallest label;
   members  bit k of each pixel: in Omega_k.
 A last pass turns the bits into l = t_{j-1} (j: the lowest k whose bit is clear) and sums
-|phi_pred - phi_gt| over the mask in float64, one atomic add per block and image.
+|phi_pred - phi_gt| over the counted pixels in float64, one atomic add per block and image.
+uint8 mattes are read as they are, each sample as v / 255 correctly rounded in float32.
 """
 import torch
 import triton
 import triton.language as tl
 
+from fastmatte.kernels.gradient_error import counted_pixels, mask_argument
+
 LEVELS = tl.constexpr(10)
 BLOCK = tl.constexpr(1024)
 TILE = tl.constexpr(32)
+
+
+@triton.jit
+def _values(ptr, at, inside):
+    """The matte samples at ptr + at (0 outside): uint8 v as v / 255 correctly rounded in
+    float32 (what a float32 copy holds), float samples as stored."""
+    v = tl.load(ptr + at, mask=inside, other=0)
+    if ptr.dtype.element_ty == tl.uint8:
+        v = tl.math.div_rn(v.to(tl.float32), 255.0)
+    return v
 
 
 @triton.jit
@@ -32,8 +45,8 @@ def _levels_kernel(pred_ptr, gt_ptr, thresholds_ptr, level_ptr, parent_ptr, H, W
     y = tl.program_id(0) * TILE + tl.arange(0, TILE)[None, :]
     inside = (x < W) & (y < H)
     at = b * H * W + y * W + x
-    p = tl.load(pred_ptr + at, mask=inside, other=0.0)
-    g = tl.load(gt_ptr + at, mask=inside, other=0.0)
+    p = _values(pred_ptr, at, inside)
+    g = _values(gt_ptr, at, inside)
     level = tl.zeros([TILE, TILE], tl.int32) + LEVELS
     for k in tl.static_range(1, LEVELS + 1):  # NaN reaches no threshold
         t = tl.load(thresholds_ptr + k)
@@ -85,7 +98,8 @@ def _union_kernel(level_ptr, parent_ptr, H, W, k):
     below = tl.load(level_ptr + base + label + 1, mask=active & (y + 1 < H), other=0).to(tl.int32)
     _unite(parent_ptr + base, label, label + 1, active & (y + 1 < H) & (tl.minimum(level, below) == k))
     right = tl.load(level_ptr + base + label + H, mask=active & (label + H < H * W), other=0).to(tl.int32)
-    _unite(parent_ptr + base, label, label + H, active & (label + H < H * W) & (tl.minimum(level, right) == k))
+    _unite(parent_ptr + base, label, label + H,
+           active & (label + H < H * W) & (tl.minimum(level, right) == k))
 
 
 @triton.jit
@@ -131,7 +145,7 @@ def _members_kernel(level_ptr, parent_ptr, best_ptr, bits_ptr, H, W, k):
 
 @triton.jit
 def _error_kernel(pred_ptr, gt_ptr, mask_ptr, thresholds_ptr, bits_ptr, out_ptr, H, W,
-                  HAS_MASK: tl.constexpr):
+                  MASK: tl.constexpr):
     b = tl.program_id(2)
     y = tl.program_id(1) * TILE + tl.arange(0, TILE)[:, None]
     x = tl.program_id(0) * TILE + tl.arange(0, TILE)[None, :]
@@ -143,27 +157,27 @@ def _error_kernel(pred_ptr, gt_ptr, mask_ptr, thresholds_ptr, bits_ptr, out_ptr,
         leave = tl.where((leave == k - 1) & ((bits >> k) & 1 == 1), k, leave)
     l_map = tl.load(thresholds_ptr + leave, mask=inside, other=0.0)
     theta = tl.load(thresholds_ptr + LEVELS + 1)
-    p = tl.load(pred_ptr + at, mask=inside, other=0.0)
-    g = tl.load(gt_ptr + at, mask=inside, other=0.0)
+    p = _values(pred_ptr, at, inside)
+    g = _values(gt_ptr, at, inside)
     d_pred = p - l_map
     d_gt = g - l_map
     phi_pred = 1.0 - d_pred * (d_pred >= theta).to(p.dtype)
     phi_gt = 1.0 - d_gt * (d_gt >= theta).to(p.dtype)
-    counted = inside
-    if HAS_MASK:
-        counted = counted & (tl.load(mask_ptr + at, mask=inside, other=0) != 0)
+    counted = counted_pixels(mask_ptr, at, inside, MASK)
     error = tl.where(counted, tl.abs(phi_pred - phi_gt), 0.0).to(tl.float64)
     tl.atomic_add(out_ptr + b, tl.sum(tl.sum(error, axis=1), axis=0))
 
 
 def connectivity_error_forward(pred, gt, mask, out):
-    """Launch on validated, non-empty inputs (pred, gt [B, H, W] float32/float64, mask bool or
-    None), summing into out [B] float64 (zeros); returns fastmatte.ops.connectivity_error's value."""
+    """Launch on validated, non-empty inputs (pred, gt [B, H, W] uint8/float32/float64, mask
+    bool, uint8 trimap or None), summing into out [B] float64 (zeros); returns
+    fastmatte.ops.connectivity_error's value."""
     B, H, W = pred.shape
     device, n = pred.device, B * H * W
-    # t_0..t_10 = k/10 correctly rounded in the working dtype, then theta.
-    thresholds = torch.cat([torch.arange(11, dtype=pred.dtype, device=device) / 10,
-                            torch.tensor([0.15], dtype=pred.dtype, device=device)])
+    # t_0..t_10 = k/10 correctly rounded in the working dtype (float32 for uint8), then theta.
+    dtype = torch.float32 if pred.dtype == torch.uint8 else pred.dtype
+    thresholds = torch.cat([torch.arange(11, dtype=dtype, device=device) / 10,
+                            torch.tensor([0.15], dtype=dtype, device=device)])
     level = torch.empty(n, dtype=torch.uint8, device=device)
     parent = torch.empty(n, dtype=torch.int32, device=device)
     size = torch.zeros(n, dtype=torch.int32, device=device)
@@ -177,7 +191,7 @@ def connectivity_error_forward(pred, gt, mask, out):
         _sizes_kernel[lanes](level, parent, size, H, W, k)
         _best_kernel[lanes](level, parent, size, best, H, W, k)
         _members_kernel[lanes](level, parent, best, bits, H, W, k)
-    mask_arg = mask.view(torch.uint8) if mask is not None else out
+    mask_arg, mask_kind = mask_argument(mask, out)
     pixels = (triton.cdiv(W, TILE.value), triton.cdiv(H, TILE.value), B)
-    _error_kernel[pixels](pred, gt, mask_arg, thresholds, bits, out, H, W, HAS_MASK=mask is not None)
+    _error_kernel[pixels](pred, gt, mask_arg, thresholds, bits, out, H, W, MASK=mask_kind)
     return out / 1000

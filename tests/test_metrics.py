@@ -1,7 +1,6 @@
 """fastmatte.metrics against an independent NumPy implementation of the DIM MATLAB code
 (tests/dim_metrics_numpy.py), plus cases worked out by hand."""
 import math
-import warnings
 import zlib
 
 import numpy as np
@@ -240,7 +239,7 @@ def test_cuda_agrees_with_cpu():
     trimap = np.stack([trimap_of((70, 93), rng) for _ in range(2)])
     for name in ("sad", "mse", "mad", "grad_error", "conn_error", "sad_t"):
         fn = getattr(metrics, name)
-        on_gpu = fn(torch.from_numpy(pred).cuda(), torch.from_numpy(gt).cuda(), torch.from_numpy(trimap).cuda())
+        on_gpu = fn(*(torch.from_numpy(a).cuda() for a in (pred, gt, trimap)))
         assert on_gpu.device.type == "cuda"
         np.testing.assert_allclose(on_gpu.cpu().numpy(), fn(pred, gt, trimap), rtol=1e-5, atol=1e-12)
 
@@ -262,10 +261,13 @@ def test_cuda_agrees_with_cpu():
          r"trimap must be uint8 \(0/128/255\), float \(0..1\) or bool"),
         (lambda: metrics.conn_error(np.zeros((2, 2)), np.zeros((2, 2)), force_known=True), ValueError,
          "force_known=True needs a trimap"),
-        (lambda: metrics.grad_error(np.zeros((2, 2)), np.zeros((2, 2)), np.ones((2, 2), bool), force_known=True),
+        (lambda: metrics.grad_error(np.zeros((2, 2)), np.zeros((2, 2)), np.ones((2, 2), bool),
+                                    force_known=True),
          ValueError, "needs a 0/128/255 trimap, not a bool mask"),
-        (lambda: metrics.sad_t(np.zeros((2, 2)), np.zeros((2, 2)), band_size=4), ValueError, "band_size must be odd"),
-        (lambda: metrics.sad(np.zeros((2, 2), np.complex64), np.zeros((2, 2))), ValueError, "got NumPy complex64"),
+        (lambda: metrics.sad_t(np.zeros((2, 2)), np.zeros((2, 2)), band_size=4), ValueError,
+         "band_size must be odd"),
+        (lambda: metrics.sad(np.zeros((2, 2), np.complex64), np.zeros((2, 2))), ValueError,
+         "got NumPy complex64"),
         (lambda: metrics.grad_error(np.zeros((2, 2)), np.zeros((2, 2)), backend="cuda"), ValueError,
          "backend='cuda' cannot run"),
     ],
@@ -275,14 +277,150 @@ def test_bad_inputs(call, error, message):
         call()
 
 
-def test_empty_images():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        for name in ("sad", "mse", "grad_error", "conn_error", "sad_t"):
-            out = getattr(metrics, name)(np.zeros((0, 4, 5)), np.zeros((0, 4, 5)))
-            assert out.shape == (0,)
-            zero_area = getattr(metrics, name)(np.zeros((2, 0, 5)), np.zeros((2, 0, 5)))
-            assert zero_area.shape == (2,)
+ALL_METRICS = ["sad", "mse", "mad", "grad_error", "conn_error", "sad_t"]
+
+
+@pytest.mark.parametrize("name", ALL_METRICS)
+def test_empty_batch_gives_no_values_and_images_without_pixels_are_refused(name):
+    fn = getattr(metrics, name)
+    assert fn(np.zeros((0, 4, 5)), np.zeros((0, 4, 5))).shape == (0,)
+    for shape in ((2, 0, 5), (0, 7), (3, 1, 4, 0)):
+        with pytest.raises(ValueError, match=rf"fastmatte.metrics.{name}: pred has no pixels \(size"):
+            fn(np.zeros(shape, np.uint8), np.zeros(shape, np.uint8))
+
+
+@pytest.mark.parametrize("name", ALL_METRICS)
+@pytest.mark.parametrize("channels", [3, 4, 1])
+def test_channels_last_images_are_refused(name, channels):
+    rng = np.random.default_rng(12)
+    gt = smooth_matte((12, 15), rng)
+    color = np.repeat(gt[..., None], channels, axis=2)
+    fn = getattr(metrics, name)
+    for args, argument in (((color, gt), "pred"), ((gt, color), "gt"), ((gt, gt, color), "trimap")):
+        with pytest.raises(ValueError, match=rf"metrics.{name}: {argument} is \[12, 15, {channels}\]: "
+                                             rf"an image with {channels} channel\(s\) last where a matte "
+                                             "is expected"):
+            fn(*args)
+    # The way to pass a batch of narrow images: [B, 1, H, W].
+    narrow = np.stack([smooth_matte((9, channels), rng) for _ in range(2)])[:, None]
+    assert fn(narrow, narrow).shape == (2,)
+
+
+@pytest.mark.parametrize("name", ALL_METRICS)
+def test_float_mattes_outside_0_1_are_refused(name):
+    rng = np.random.default_rng(13)
+    gt = smooth_matte((14, 16), rng)
+    gt[0, :2] = 0, 255
+    fn = getattr(metrics, name)
+    as_255 = gt.astype(np.float32)  # a float TIFF stored 0..255
+    message = (rf"fastmatte.metrics.{name}: pred holds float values from 0 to 255, outside 0..1: it looks "
+               r"like 0..255 data; divide it by 255 or pass it as uint8")
+    with pytest.raises(metrics.MetricInputError, match=message) as caught:
+        fn(as_255, gt)
+    assert (caught.value.argument, caught.value.kind) == ("pred", "0..255 floats")
+    overshoot = gt / 255.0 * 1.02 - 0.01  # e.g. bicubic resampling
+    message = r"gt holds float values from -0.01 to 1.01, outside 0..1; float mattes are 0..1: clip it"
+    with pytest.raises(metrics.MetricInputError, match=message):
+        fn(gt, overshoot)
+    assert np.isfinite(fn(np.clip(overshoot, 0, 1), gt))
+    assert fn(as_255, gt, check=False) is not None  # asked not to check: no error
+    nan_inside = gt / 255.0
+    nan_inside[3, 4] = np.nan  # NaN is not out of range: it propagates (test_nan_propagates)
+    fn(nan_inside, gt)
+    as_255[3, 4] = np.nan  # nor does it hide values that are
+    with pytest.raises(metrics.MetricInputError, match="from 0 to 255, outside 0..1: it looks like 0..255"):
+        fn(as_255, gt)
+
+
+def jpeg_like(trimap, rng, noise=40):
+    """The trimap with values moved by up to `noise` (clipped): what JPEG does to one."""
+    moved = trimap.astype(int) + rng.integers(-noise, noise + 1, trimap.shape)
+    return np.clip(moved, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("name", ALL_METRICS)
+def test_trimap_values_other_than_0_128_255_are_refused_or_snapped(name):
+    rng = np.random.default_rng(14)
+    gt = smooth_matte((24, 30), rng)
+    pred = noisy(gt, rng)
+    trimap = trimap_of(gt.shape, rng)
+    fn = getattr(metrics, name)
+    want = fn(pred, gt, trimap)
+    unknown_127 = np.where(trimap == 128, 127, trimap).astype(np.uint8)
+    n = int((trimap == 128).sum())
+    message = rf"fastmatte.metrics.{name}: trimap holds values other than 0, 128, 255: 127 \({n} pixels\); "
+    with pytest.raises(metrics.MetricInputError, match=message + "pass snap_trimap=True"):
+        fn(pred, gt, unknown_127)
+    with pytest.warns(RuntimeWarning, match=f"snapped {n} trimap pixels to the nearest of 0, 128, 255"):
+        assert fn(pred, gt, unknown_127, snap_trimap=True) == want
+    noisy_trimap = jpeg_like(trimap, rng)
+    with pytest.warns(RuntimeWarning, match="snapped"):
+        assert fn(pred, gt, noisy_trimap, snap_trimap=True) == want
+    assert fn(pred, gt, trimap, snap_trimap=True) == want  # nothing to snap, nothing said
+
+
+def test_trimap_error_lists_the_values_found_most_frequent_first():
+    trimap = np.full((10, 10), 128, np.uint8)
+    trimap[0, :7] = 64
+    trimap[1, :2] = 3
+    trimap[2, 0] = 200
+    with pytest.raises(metrics.MetricInputError, match=r"values other than 0, 128, 255: 64 \(7 pixels\), "
+                                                      r"3 \(2 pixels\), 200 \(1 pixel\);") as caught:
+        metrics.sad(np.zeros((10, 10)), np.zeros((10, 10)), trimap)
+    assert caught.value.argument == "trimap" and caught.value.kind == "trimap values"
+    for v in range(256):  # every value alone: refused unless 0, 128 or 255
+        one = np.full((10, 10), 128, np.uint8)
+        one[5, 5] = v
+        if v in (0, 128, 255):
+            metrics.sad(np.zeros((10, 10)), np.zeros((10, 10)), one)
+        else:
+            with pytest.raises(metrics.MetricInputError, match=rf"255: {v} \(1 pixel\);"):
+                metrics.sad(np.zeros((10, 10)), np.zeros((10, 10)), one)
+    many = np.arange(100, dtype=np.uint8).reshape(10, 10) + 1
+    with pytest.raises(metrics.MetricInputError, match=r"\(1 pixel\) and 94 other values;"):
+        metrics.sad(np.zeros((10, 10)), np.zeros((10, 10)), many)
+    message = r"trimap holds values other than 0, 128, 255 \(read as round\(255 \* t\)\): 64 \(100 pixels\)"
+    with pytest.raises(metrics.MetricInputError, match=message):
+        metrics.sad(np.zeros((10, 10)), np.zeros((10, 10)), np.full((10, 10), 0.25))
+    message = r"trimap holds float values from 0 to 255, outside 0..1: it looks like 0..255 data"
+    with pytest.raises(metrics.MetricInputError, match=message):
+        metrics.sad(np.zeros((10, 10)), np.zeros((10, 10)), np.where(trimap == 128, 255.0, 0.0))
+
+
+def test_snap_trimap_function():
+    # 0..63 -> 0, 64..191 -> 128 (64 is a tie: unknown wins), 192..255 -> 255.
+    values = np.arange(256, dtype=np.uint8)
+    snapped, changed = metrics.snap_trimap(values)
+    assert isinstance(snapped, np.ndarray) and snapped.dtype == np.uint8
+    assert snapped.tolist() == [0] * 64 + [128] * 128 + [255] * 64
+    assert changed == 253
+    tensor, changed = metrics.snap_trimap(torch.tensor([[0.5, 0.49, 1.0]]))
+    assert tensor.tolist() == [[128, 128, 255]] and changed == 1  # read as 128, 125, 255
+    with pytest.raises(ValueError, match="snap_trimap: trimap must be uint8 or float, got a bool mask"):
+        metrics.snap_trimap(np.ones((2, 2), bool))
+    with pytest.raises(ValueError, match="snap_trimap=True needs a 0..255 or 0..1 trimap, not a bool mask"):
+        metrics.sad(np.zeros((2, 2)), np.zeros((2, 2)), np.ones((2, 2), bool), snap_trimap=True)
+
+
+def test_check_false_skips_value_checks():
+    # check=False trusts the caller (DIM reads any trimap value other than 128 as known).
+    pred, gt = np.full((3, 4), 0.5), np.zeros((3, 4))
+    trimap = np.full((3, 4), 127, np.uint8)
+    assert metrics.sad(pred, gt, trimap, check=False) == 0.0
+    with pytest.raises(metrics.MetricInputError):
+        metrics.sad(pred, gt, trimap, check=True)
+
+
+@needs_cuda
+@pytest.mark.cuda
+def test_cuda_checks_values_only_when_asked():
+    pred, gt = torch.full((3, 4), 0.5, device="cuda"), torch.zeros(3, 4, device="cuda")
+    trimap = torch.full((3, 4), 127, dtype=torch.uint8, device="cuda")
+    assert float(metrics.sad(pred, gt, trimap)) == 0.0  # no host sync by default: not checked
+    with pytest.raises(metrics.MetricInputError, match=r"127 \(12 pixels\)"):
+        metrics.sad(pred, gt, trimap, check=True)
+    with pytest.raises(metrics.MetricInputError, match="looks like 0..255 data"):
+        metrics.grad_error(pred * 255, gt, check=True)
 
 
 def test_benchmark_baseline_computes_the_same_metrics():

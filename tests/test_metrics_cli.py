@@ -137,3 +137,178 @@ def test_read_matte_refusals(tmp_path):
     (tmp_path / "empty.png").write_bytes(b"")
     with pytest.raises(UnreadableImage, match="not an image"):
         read_matte(tmp_path / "empty.png")
+
+
+@pytest.fixture
+def clean(tmp_path):
+    """pred/gt/trimap folders of three images without any problem."""
+    for i, name in enumerate("xyz"):
+        g = matte(10 + i)
+        write(tmp_path / "gt" / f"{name}.png", g)
+        write(tmp_path / "pred" / f"{name}.png", np.clip(g.astype(int) - 15, 0, 255).astype(np.uint8))
+        t = np.full(g.shape, 128, np.uint8)
+        t[:, :4 + i], t[:, -5:] = 0, 255
+        write(tmp_path / "trimap" / f"{name}.png", t)
+    return tmp_path / "pred", tmp_path / "gt", tmp_path / "trimap"
+
+
+def rows_of(path):
+    return list(csv.DictReader(path.open()))
+
+
+@pytest.fixture
+def no_evaluation(monkeypatch):
+    """Fails the test if any metric is computed."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("metrics computed although the run should have stopped before")
+
+    monkeypatch.setattr("fastmatte.cli.eval.evaluate", refuse)
+
+
+@pytest.mark.parametrize("option", ["--csv", "--json"])
+def test_eval_refuses_an_existing_output_before_computing(clean, tmp_path, capsys, no_evaluation, option):
+    pred, gt, _ = clean
+    out = tmp_path / "results.txt"
+    out.write_text("the user's file")
+    assert main(["eval", str(pred), str(gt), option, str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"fastmatte eval: {out} exists; pass --force to replace it\n"
+    assert out.read_text() == "the user's file"
+
+
+@pytest.mark.parametrize("where,message", [
+    ("a_file/rows.csv", "cannot create the folder {tmp}/a_file for rows.csv: {tmp}/a_file is not a "
+                        "directory"),
+    ("a_file/deeper/rows.csv", "cannot create the folder {tmp}/a_file/deeper for rows.csv: {tmp}/a_file "
+                               "is not a directory"),
+    ("a_folder", "{tmp}/a_folder is a directory"),
+])
+@pytest.mark.parametrize("option", ["--csv", "--json"])
+def test_eval_refuses_an_unwritable_output_before_computing(clean, tmp_path, capsys, no_evaluation, where,
+                                                            message, option):
+    # Tests run as root, for whom chmod does not bite: a regular file where a folder should be.
+    pred, gt, _ = clean
+    (tmp_path / "a_file").write_text("")
+    (tmp_path / "a_folder").mkdir()
+    assert main(["eval", str(pred), str(gt), option, str(tmp_path / where), "--force"]) == 2
+    assert capsys.readouterr().err == f"fastmatte eval: {message.format(tmp=tmp_path)}\n"
+
+
+def test_eval_force_replaces_outputs_and_creates_folders(clean, tmp_path, capsys):
+    pred, gt, trimap = clean
+    out_csv, out_json = tmp_path / "old.csv", tmp_path / "new" / "sub" / "rows.json"
+    out_csv.write_text("the user's file")
+    args = ["eval", str(pred), str(gt), "--trimap-dir", str(trimap), "--csv", str(out_csv),
+            "--json", str(out_json)]
+    assert main(args + ["--force"]) == 0
+    assert [r["name"] for r in rows_of(out_csv)] == ["x", "y", "z"]
+    assert [r["name"] for r in json.loads(out_json.read_text())["images"]] == ["x", "y", "z"]
+    # No temporary file left behind.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gt", "new", "old.csv", "pred", "trimap"]
+    capsys.readouterr()
+    assert main(args) == 2  # both exist now
+    assert "exists; pass --force" in capsys.readouterr().err
+
+
+def test_eval_writes_outputs_whole_or_not_at_all(clean, tmp_path, capsys, monkeypatch):
+    pred, gt, _ = clean
+    out = tmp_path / "rows.csv"
+    out.write_text("the user's file")
+
+    def disk_full(path, rows, names):
+        path.write_text("name,sad\nx,")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("fastmatte.cli.eval.write_csv", disk_full)
+    assert main(["eval", str(pred), str(gt), "--csv", str(out), "--force"]) == 1
+    captured = capsys.readouterr()
+    assert "sad" in captured.out  # the means were printed
+    assert f"fastmatte eval: could not write {out}: No space left on device" in captured.err
+    assert out.read_text() == "the user's file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gt", "pred", "rows.csv", "trimap"]
+
+
+def test_eval_of_nothing_fails(tmp_path, capsys):
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "gt").mkdir()
+    out = tmp_path / "rows.csv"
+    assert main(["eval", str(tmp_path / "pred"), str(tmp_path / "gt"), "--csv", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"fastmatte eval: nothing to evaluate: no name has both a prediction in {tmp_path / 'pred'}" in err
+    assert not out.exists()
+    write(tmp_path / "pred" / "a.png", matte(1))
+    write(tmp_path / "gt" / "b.png", matte(1))
+    assert main(["eval", str(tmp_path / "pred"), str(tmp_path / "gt")]) == 1
+    err = capsys.readouterr().err
+    assert "no ground truth named 'a'" in err and "no prediction named 'b'" in err
+    assert "nothing to evaluate" in err
+
+
+def test_eval_of_only_unreadable_files_fails(tmp_path, capsys):
+    write(tmp_path / "gt" / "a.png", matte(1))
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "pred" / "a.png").write_bytes(b"not an image")
+    out = tmp_path / "rows.csv"
+    assert main(["eval", str(tmp_path / "pred"), str(tmp_path / "gt"), "--csv", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert "no image could be evaluated" in captured.err and "nan" not in captured.out
+    assert not out.exists()
+
+
+def trimap_run(pred, gt, trimap, out, *extra):
+    return main(["eval", str(pred), str(gt), "--trimap-dir", str(trimap), "--csv", str(out), *extra])
+
+
+def test_eval_trimap_with_127_is_a_problem_unless_snapped(clean, tmp_path, capsys):
+    pred, gt, trimap = clean
+    assert trimap_run(pred, gt, trimap, tmp_path / "want.csv") == 0
+    bad = tmp_path / "trimap127"
+    unknown = {}
+    for path in trimap.iterdir():
+        t = read_matte(path)
+        unknown[path.stem] = int((t == 128).sum())
+        write(bad / path.name, np.where(t == 128, 127, t).astype(np.uint8))
+    capsys.readouterr()
+    assert trimap_run(pred, gt, bad, tmp_path / "rows.csv") == 1
+    err = capsys.readouterr().err
+    for name, n in unknown.items():
+        assert (f"{bad / name}.png: trimap holds values other than 0, 128, 255: 127 ({n} pixels); "
+                "pass --snap-trimap to snap every value to the nearest of them") in err
+    assert "no image could be evaluated" in err
+    record = tmp_path / "snapped.json"
+    assert trimap_run(pred, gt, bad, tmp_path / "snapped.csv", "--snap-trimap", "--json", str(record)) == 0
+    assert f"--snap-trimap: {sum(unknown.values())} trimap pixels snapped" in capsys.readouterr().out
+    assert json.loads(record.read_text())["snapped_trimap_pixels"] == sum(unknown.values())
+    assert rows_of(tmp_path / "snapped.csv") == rows_of(tmp_path / "want.csv")
+
+
+def test_eval_snaps_jpeg_trimaps(clean, tmp_path, capsys):
+    pred, gt, trimap = clean
+    assert trimap_run(pred, gt, trimap, tmp_path / "want.csv") == 0
+    jpeg = tmp_path / "jpeg"
+    jpeg.mkdir()
+    for path in trimap.iterdir():
+        assert cv2.imwrite(str(jpeg / f"{path.stem}.jpg"), read_matte(path), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert len(np.unique(read_matte(jpeg / "x.jpg"))) > 3  # JPEG moved values off 0/128/255
+    assert trimap_run(pred, gt, jpeg, tmp_path / "rows.csv") == 1
+    assert "x.jpg: trimap holds values other than 0, 128, 255" in capsys.readouterr().err
+    assert trimap_run(pred, gt, jpeg, tmp_path / "snapped.csv", "--snap-trimap") == 0
+    assert rows_of(tmp_path / "snapped.csv") == rows_of(tmp_path / "want.csv")
+
+
+def test_eval_float_tiff_stored_0_255_is_a_problem(clean, capsys):
+    pred, gt, _ = clean
+    as_255 = read_matte(pred / "y.png").astype(np.float32)
+    (pred / "y.png").unlink()
+    write(pred / "y.tif", as_255)
+    assert main(["eval", str(pred), str(gt)]) == 1
+    err = capsys.readouterr().err
+    assert (f"{pred / 'y.tif'}: pred holds float values from 0 to {as_255.max():.6g}, outside 0..1: it "
+            "looks like 0..255 data; save mattes as 8- or 16-bit images, or as float 0..1") in err
+    assert "1 problem(s)" in err
+
+
+def test_eval_snap_trimap_needs_trimaps(clean, capsys):
+    pred, gt, _ = clean
+    assert main(["eval", str(pred), str(gt), "--snap-trimap"]) == 2
+    assert "--snap-trimap needs --trimap-dir" in capsys.readouterr().err

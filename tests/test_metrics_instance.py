@@ -112,3 +112,8 @@ def test_bad_inputs():
         instance_metrics(np.zeros((1, 3, 3)), np.zeros((1, 3, 4)))
     with pytest.raises(TypeError, match="gt_alphas must be a NumPy array or a torch tensor"):
         instance_metrics(np.zeros((1, 3, 3)), None)
+    with pytest.raises(ValueError, match=r"pred_alphas has no pixels \(size \[1, 0, 3\]\)"):
+        instance_metrics(np.zeros((1, 0, 3)), np.zeros((1, 0, 3)))
+    with pytest.raises(ValueError, match="gt_alphas holds float values from 0 to 255, outside 0..1: it "
+                                         "looks like 0..255 data"):
+        instance_metrics(np.zeros((1, 3, 3)), np.linspace(0, 255, 9).reshape(1, 3, 3))

@@ -19,12 +19,14 @@ BACKENDS = [p for p in backend_params(triton=True) if p.id != "cuda"]
 OPS = {"gradient_error": (gradient_error, reference.gradient_error),
        "connectivity_error": (connectivity_error, reference.connectivity_error)}
 # The interpreter is slow: keep its images small.
-SHAPES = {"cpu": [(1, 1, 1), (2, 5, 7), (3, 33, 17), (1, 96, 130)], "triton": [(1, 1, 1), (2, 5, 7), (2, 19, 33)]}
+SHAPES = {"cpu": [(1, 1, 1), (2, 5, 7), (3, 33, 17), (1, 96, 130)],
+          "triton": [(1, 1, 1), (2, 5, 7), (2, 19, 33)]}
 
 
-def mattes(shape, dtype, device, seed=0):
+def mattes(shape, dtype, device, seed=0, mask="bool"):
     """pred, gt, mask: gt with soft blobs, pred a noisy, partly quantized copy (threshold ties,
-    many small equal components), mask ~70% of pixels."""
+    many small equal components); mask ~70% of pixels, as bool, as a uint8 trimap (128 there,
+    else 0 or 255) or None. uint8 mattes are round(255 * v)."""
     gen = torch.Generator().manual_seed(seed)
     B, H, W = shape
     y = torch.linspace(-1, 1, H)[:, None]
@@ -34,29 +36,53 @@ def mattes(shape, dtype, device, seed=0):
     ties = torch.rand(B, H, W, generator=gen) < 0.3
     pred = torch.where(ties, (pred * 5).round() / 5, pred)
     gt = (gt * 255).round() / 255
-    mask = torch.rand(B, H, W, generator=gen) < 0.7
-    return pred.to(device, dtype), gt.to(device, dtype), mask.to(device)
+    counted = torch.rand(B, H, W, generator=gen) < 0.7
+    known = torch.where(torch.rand(B, H, W, generator=gen) < 0.5, 0, 255).to(torch.uint8)
+    region = {"bool": counted, "trimap": torch.where(counted, 128, known).to(torch.uint8), None: None}[mask]
+    if dtype == torch.uint8:
+        pred, gt = ((t * 255).round() for t in (pred, gt))
+    return pred.to(device, dtype), gt.to(device, dtype), None if region is None else region.to(device)
 
 
 def tolerance(name, dtype):
     if dtype == torch.float64:
         return dict(rtol=1e-10, atol=1e-14)
-    # float32 filtering: the reference's conv2d sums taps in another order
+    # float32 filtering (uint8 too): the reference's conv2d sums taps in another order
     return dict(rtol=1e-5, atol=1e-9) if name == "gradient_error" else dict(rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("device,backend", BACKENDS)
 @pytest.mark.parametrize("name", list(OPS))
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("with_mask", [False, True])
-def test_matches_reference(device, backend, name, dtype, with_mask):
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32, torch.float64])
+@pytest.mark.parametrize("mask_kind", [None, "bool", "trimap"])
+def test_matches_reference(device, backend, name, dtype, mask_kind):
     op, ref = OPS[name]
     for i, shape in enumerate(SHAPES["triton" if backend == "triton" else "cpu"]):
-        pred, gt, mask = mattes(shape, dtype, device, seed=i)
-        mask = mask if with_mask else None
+        pred, gt, mask = mattes(shape, dtype, device, seed=i, mask=mask_kind)
         got = op(pred, gt, mask, backend=backend)
         assert got.dtype == torch.float64 and got.shape == (shape[0],) and got.device == pred.device
         torch.testing.assert_close(got.cpu(), ref(pred, gt, mask).cpu(), **tolerance(name, dtype))
+
+
+@pytest.mark.parametrize("device,backend", BACKENDS + [pytest.param("cpu", "torch", id="reference")])
+@pytest.mark.parametrize("name", list(OPS))
+def test_uint8_gives_what_its_float32_copy_gives(device, backend, name):
+    # uint8 mattes and a uint8 trimap reach the kernels as they are; the value must be the one
+    # of the float32 copies v / 255 and the bool mask trimap == 128: the same bits where the
+    # arithmetic is IEEE (the CPU, the interpreter), within float32 rounding on a GPU.
+    op, _ = OPS[name]
+    shape = (2, 19, 33) if backend == "triton" else (3, 70, 45)
+    pred, gt, trimap = mattes(shape, torch.uint8, device, mask="trimap")
+    pred[0] = pred[0].clamp(30, 200)  # an image that mat2gray stretches
+    gt[1] = 77  # a constant one
+    as_float = [t.float() / 255 for t in (pred, gt)]
+    for mask, float_mask in ((trimap, trimap == 128), (None, None)):
+        got = op(pred, gt, mask, backend=backend).cpu()
+        want = op(*as_float, float_mask, backend=backend).cpu()
+        if device == "cpu":
+            assert torch.equal(got, want), (got, want)
+        else:
+            torch.testing.assert_close(got, want, **tolerance(name, torch.float32))
 
 
 @pytest.mark.parametrize("device,backend", BACKENDS)
@@ -98,8 +124,10 @@ def test_conn_tie_for_largest_component(device, backend):
 def test_empty_batch_and_images(device, backend, name):
     op, _ = OPS[name]
     for shape in [(0, 4, 5), (3, 0, 5), (2, 4, 0)]:
-        out = op(torch.zeros(shape, device=device), torch.zeros(shape, device=device), backend=backend)
-        assert out.shape == (shape[0],) and (out == 0).all()
+        for dtype in (torch.uint8, torch.float32):
+            zeros = torch.zeros(shape, dtype=dtype, device=device)
+            out = op(zeros, zeros, torch.zeros(shape, dtype=torch.uint8, device=device), backend=backend)
+            assert out.shape == (shape[0],) and (out == 0).all()
 
 
 @pytest.mark.parametrize("device,backend", BACKENDS)
@@ -116,35 +144,38 @@ def test_nan(device, backend):
 
 
 @pytest.mark.parametrize("name", list(OPS))
-def test_same_bits_for_any_thread_count(name):
-    pred, gt, mask = mattes((3, 150, 70), torch.float32, "cpu")
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_same_bits_for_any_thread_count(name, dtype):
+    pred, gt, mask = mattes((3, 150, 70), dtype, "cpu", mask="trimap")
     op, _ = OPS[name]
     assert_same_bits_across_thread_counts(lambda: (op(pred, gt, mask, backend="cpu"),))
 
 
 @pytest.mark.parametrize("name", list(OPS))
-def test_opcheck(name):
-    pred, gt, mask = mattes((2, 11, 14), torch.float32, "cpu")
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_opcheck(name, dtype):
     op = getattr(torch.ops.fastmatte, name).default
-    torch.library.opcheck(op, (pred, gt, mask))
-    torch.library.opcheck(op, (pred, gt, None))
+    for mask_kind in ("bool", "trimap", None):
+        torch.library.opcheck(op, mattes((2, 11, 14), dtype, "cpu", mask=mask_kind))
 
 
 @pytest.mark.parametrize("name", list(OPS))
-def test_opcheck_triton_op(name):
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_opcheck_triton_op(name, dtype):
     pytest.importorskip("triton")
-    pred, gt, mask = mattes((1, 6, 9), torch.float32, "cuda" if torch.cuda.is_available() else "cpu")
+    args = mattes((1, 6, 9), dtype, "cuda" if torch.cuda.is_available() else "cpu", mask="trimap")
     # The interpreter runs on CPU tensors; opcheck's schema and fake checks hold either way.
-    torch.library.opcheck(getattr(torch.ops.fastmatte, f"{name}_triton").default, (pred, gt, mask),
+    torch.library.opcheck(getattr(torch.ops.fastmatte, f"{name}_triton").default, args,
                           test_utils=("test_schema", "test_faketensor"))
 
 
 @pytest.mark.parametrize("name", list(OPS))
-def test_torch_compile(name):
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_torch_compile(name, dtype):
     op, ref = OPS[name]
-    pred, gt, mask = mattes((2, 13, 10), torch.float32, "cpu")
+    pred, gt, mask = mattes((2, 13, 10), dtype, "cpu", mask="trimap")
     compiled = torch.compile(lambda p, g, m: op(p, g, m) * 2, fullgraph=True, backend="aot_eager")
-    torch.testing.assert_close(compiled(pred, gt, mask), 2 * ref(pred, gt, mask), **tolerance(name, torch.float32))
+    torch.testing.assert_close(compiled(pred, gt, mask), 2 * ref(pred, gt, mask), **tolerance(name, dtype))
 
 
 @pytest.mark.parametrize("name", list(OPS))
@@ -153,10 +184,13 @@ def test_torch_compile(name):
     [
         ((torch.zeros(4, 5), torch.zeros(4, 5)), r"pred must be 3-D \[B, H, W\], got \[4, 5\]"),
         ((torch.zeros(1, 4, 5, dtype=torch.float16), torch.zeros(1, 4, 5, dtype=torch.float16)),
-         "pred must be float32 or float64, got torch.float16"),
+         "pred must be uint8, float32 or float64, got torch.float16"),
+        ((torch.zeros(1, 4, 5, dtype=torch.uint8), torch.zeros(1, 4, 5)), "gt must be torch.uint8"),
         ((torch.zeros(1, 4, 5), torch.zeros(1, 4, 5, dtype=torch.float64)), "gt must be torch.float32"),
-        ((torch.zeros(1, 4, 5), torch.zeros(1, 5, 4)), r"gt must have pred's size \[1, 4, 5\], got \[1, 5, 4\]"),
-        ((torch.zeros(1, 4, 5), torch.zeros(1, 4, 5), torch.zeros(1, 4, 5)), "mask must be torch.bool"),
+        ((torch.zeros(1, 4, 5), torch.zeros(1, 5, 4)),
+         r"gt must have pred's size \[1, 4, 5\], got \[1, 5, 4\]"),
+        ((torch.zeros(1, 4, 5), torch.zeros(1, 4, 5), torch.zeros(1, 4, 5)),
+         "mask must be bool or a uint8 trimap, got torch.float32"),
         ((torch.zeros(1, 4, 5), torch.zeros(1, 4, 5), torch.zeros(1, 4, 4, dtype=torch.bool)),
          "mask must have pred's size"),
     ],
@@ -174,10 +208,12 @@ def test_kernel_checks(name):
         op(torch.zeros(1, 5, 4).transpose(1, 2), torch.zeros(1, 4, 5))
     with pytest.raises(RuntimeError, match=f"fastmatte.{name}: gt must have pred's size"):
         op(torch.zeros(1, 4, 5), torch.zeros(1, 4, 6))
-    with pytest.raises(RuntimeError, match=f"fastmatte.{name}: mask must be Bool"):
+    with pytest.raises(RuntimeError, match=f"{name}: mask must be bool or a uint8 trimap, got Float"):
         op(torch.zeros(1, 4, 5), torch.zeros(1, 4, 5), torch.zeros(1, 4, 5))
-    with pytest.raises(RuntimeError, match=f"fastmatte.{name}: pred must be float32 or float64"):
-        op(torch.zeros(1, 4, 5, dtype=torch.uint8), torch.zeros(1, 4, 5, dtype=torch.uint8))
+    with pytest.raises(RuntimeError, match=f"{name}: pred must be uint8, float32 or float64, got Short"):
+        op(torch.zeros(1, 4, 5, dtype=torch.int16), torch.zeros(1, 4, 5, dtype=torch.int16))
+    with pytest.raises(RuntimeError, match=f"fastmatte.{name}: gt must be Byte, got Float"):
+        op(torch.zeros(1, 4, 5, dtype=torch.uint8), torch.zeros(1, 4, 5))
 
 
 @pytest.mark.parametrize("name", list(OPS))
@@ -207,20 +243,21 @@ import fastmatte.kernels.gradient_error as ge
 
 def build(fn, signature, **constexprs):
     signature = {**signature, **{name: "constexpr" for name in constexprs}}
-    triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constexprs), target=GPUTarget("cuda", 90, 32))
+    source = ASTSource(fn=fn, signature=signature, constexprs=constexprs)
+    triton.compile(source, target=GPUTarget("cuda", 90, 32))
 
 image = {"H": "i32", "W": "i32"}
 lanes = {"level_ptr": "*u8", "parent_ptr": "*i32", **image, "k": "i32"}
-for t in ("*fp32", "*fp64"):
-    build(ge._horizontal_kernel, {"pred_ptr": t, "gt_ptr": t, "lo_ptr": t, "hi_ptr": t, "taps_ptr": t,
-                                  "planes_ptr": t, "B": "i32", **image})
-    build(ce._levels_kernel, {"pred_ptr": t, "gt_ptr": t, "thresholds_ptr": t, "level_ptr": "*u8",
+for t, work in (("*u8", "*fp32"), ("*fp32", "*fp32"), ("*fp64", "*fp64")):
+    build(ge._horizontal_kernel, {"pred_ptr": t, "gt_ptr": t, "lo_ptr": t, "hi_ptr": t, "table_ptr": "*fp32",
+                                  "taps_ptr": work, "planes_ptr": work, "B": "i32", **image})
+    build(ce._levels_kernel, {"pred_ptr": t, "gt_ptr": t, "thresholds_ptr": work, "level_ptr": "*u8",
                               "parent_ptr": "*i32", **image})
-    for has_mask in (False, True):
-        build(ge._vertical_kernel, {"planes_ptr": t, "mask_ptr": "*u8", "taps_ptr": t, "out_ptr": "*fp64",
-                                    "B": "i32", **image}, HAS_MASK=has_mask)
-        build(ce._error_kernel, {"pred_ptr": t, "gt_ptr": t, "mask_ptr": "*u8", "thresholds_ptr": t,
-                                 "bits_ptr": "*i32", "out_ptr": "*fp64", **image}, HAS_MASK=has_mask)
+    for mask in (0, 1, 128):
+        build(ge._vertical_kernel, {"planes_ptr": work, "mask_ptr": "*u8", "taps_ptr": work,
+                                    "out_ptr": "*fp64", "B": "i32", **image}, MASK=mask)
+        build(ce._error_kernel, {"pred_ptr": t, "gt_ptr": t, "mask_ptr": "*u8", "thresholds_ptr": work,
+                                 "bits_ptr": "*i32", "out_ptr": "*fp64", **image}, MASK=mask)
 build(ce._union_kernel, lanes)
 build(ce._sizes_kernel, {**lanes, "size_ptr": "*i32"})
 build(ce._best_kernel, {**lanes, "size_ptr": "*i32", "best_ptr": "*i64"})

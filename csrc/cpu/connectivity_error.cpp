@@ -16,8 +16,10 @@
 //     Omega_k is the k-th-mask component of any pixel q of Omega_K, so a pixel leaves the Omegas
 //     at j = 1 + min(K, c), c the highest level at which it is connected to q: the bottleneck
 //     value of its widest path to q, which a flood fill from q with a bucket queue finds.
-//  4. l = t_{j-1}; phi = 1 - d * (d >= theta) with d = alpha - l; the masked sum of
-//     |phi_pred - phi_gt| / 1000, in the input's precision and summed in double.
+//  4. l = t_{j-1}; phi = 1 - d * (d >= theta) with d = alpha - l; the sum over the counted
+//     pixels of |phi_pred - phi_gt| / 1000, in the working precision and summed in double.
+// uint8 mattes are read as they are, each sample as v / 255 in float (matte_value), so they give
+// the same bits as their float32 copies.
 // The result does not depend on the number of threads.
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -135,8 +137,8 @@ std::vector<uint8_t> leave_levels(const std::vector<uint8_t>& level, int64_t H, 
   return reach;
 }
 
-template <typename T>
-double image_error(const T* pred, const T* gt, const bool* mask, int64_t H, int64_t W,
+template <typename In, typename T>
+double image_error(const In* pred, const In* gt, const CountedPixels& counted, int64_t H, int64_t W,
                    const Thresholds<T>& th) {
   const int64_t N = H * W;
   // 1. Levels, then the pixels of level >= 1 grouped by level (counting sort).
@@ -144,10 +146,11 @@ double image_error(const T* pred, const T* gt, const bool* mask, int64_t H, int6
   at::parallel_for(0, N, kChunk, [&](int64_t from, int64_t to) {
     for (int64_t p = from; p < to; ++p) {
       // Both reach t iff the smaller does; a NaN in either reaches nothing.
-      const T a = pred[p] < gt[p] ? pred[p] : gt[p];
+      const T vp = matte_value(pred[p]), vg = matte_value(gt[p]);
+      const T a = vp < vg ? vp : vg;
       int n = 0;
       for (int k = 1; k <= kLevels; ++k) n += a >= th.t[k];
-      level[p] = std::isnan(pred[p]) || std::isnan(gt[p]) ? 0 : static_cast<uint8_t>(n);
+      level[p] = std::isnan(vp) || std::isnan(vg) ? 0 : static_cast<uint8_t>(n);
     }
   });
   std::array<int64_t, kLevels + 2> begin{};
@@ -193,9 +196,9 @@ double image_error(const T* pred, const T* gt, const bool* mask, int64_t H, int6
     for (int64_t c = from; c < to; ++c) {
       double sum = 0.0;
       for (int64_t p = c * kChunk; p < std::min(N, (c + 1) * kChunk); ++p) {
-        if (mask && !mask[p]) continue;
+        if (!counted(p)) continue;
         const T l = th.t[reach[p]];
-        const T d_pred = pred[p] - l, d_gt = gt[p] - l;
+        const T d_pred = matte_value(pred[p]) - l, d_gt = matte_value(gt[p]) - l;
         const T phi_pred = T(1) - d_pred * static_cast<T>(d_pred >= th.theta);
         const T phi_gt = T(1) - d_gt * static_cast<T>(d_gt >= th.theta);
         sum += static_cast<double>(std::abs(phi_pred - phi_gt));
@@ -214,15 +217,17 @@ at::Tensor connectivity_error_cpu(const at::Tensor& pred, const at::Tensor& gt,
   const int64_t B = pred.size(0), H = pred.size(1), W = pred.size(2);
   at::Tensor out = at::zeros({B}, pred.options().dtype(at::kDouble));
   if (H == 0 || W == 0) return out;
-  const bool* mask_ptr = mask.has_value() ? mask->data_ptr<bool>() : nullptr;
+  const CountedPixels counted(mask);
   double* o = out.data_ptr<double>();
-  AT_DISPATCH_FLOATING_TYPES(pred.scalar_type(), "connectivity_error_cpu", [&] {
-    const Thresholds<scalar_t> th;
-    const scalar_t* p = pred.data_ptr<scalar_t>();
-    const scalar_t* g = gt.data_ptr<scalar_t>();
+  dispatch_mattes(pred.scalar_type(), [&](auto in, auto working) {
+    using In = decltype(in);
+    using T = decltype(working);
+    const Thresholds<T> th;
+    const In* p = pred.data_ptr<In>();
+    const In* g = gt.data_ptr<In>();
     auto image = [&](int64_t b) {
       const int64_t offset = b * H * W;
-      o[b] = image_error(p + offset, g + offset, mask_ptr ? mask_ptr + offset : nullptr, H, W, th);
+      o[b] = image_error(p + offset, g + offset, counted.at(offset), H, W, th);
     };
     // The union-find of an image is sequential: with enough images, one task each (their
     // per-pixel passes then run inline); otherwise the per-pixel passes are parallel.

@@ -7,7 +7,10 @@
 // filtered in two separable 9-tap passes over horizontal strips of rows: every strip filters its
 // rows (plus 4 halo rows each side) horizontally into a small buffer, then vertically. Partial
 // sums are kept per strip and added in strip order, so the result does not depend on the
-// number of threads. Arithmetic is in the input's precision (float32 or float64), sums in double.
+// number of threads. Arithmetic is in the working precision (float32 for uint8 and float32
+// mattes, float64 for float64), sums in double. uint8 mattes are read as they are: each image's
+// 256 possible samples are stretched once into a table, with the float path's arithmetic on
+// v / 255, so a uint8 matte gives the same bits as its float32 copy v / 255.
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
@@ -15,6 +18,7 @@
 #include <array>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "matting_metrics.h"
@@ -60,14 +64,29 @@ template <typename T>
 struct Stretch {
   T lo, range;
   bool active;
+  Stretch(T lo, T hi) : lo(lo), range(hi - lo), active(hi > lo) {}
   T operator()(T x) const { return active ? (x - lo) / range : x; }
 };
+
+// mat2gray of a uint8 matte: the stretched value of each of the 256 samples, computed once from
+// matte_value(v) exactly as Stretch<float> computes it for the float copy.
+struct StretchTable {
+  std::array<float, 256> value;
+  StretchTable(uint8_t lo, uint8_t hi) {
+    const Stretch<float> stretch(matte_value(lo), matte_value(hi));
+    for (int v = 0; v < 256; ++v) value[v] = stretch(matte_value(static_cast<uint8_t>(v)));
+  }
+  float operator()(uint8_t v) const { return value[v]; }
+};
+
+template <typename In, typename T>
+using StretchOf = std::conditional_t<std::is_same_v<In, uint8_t>, StretchTable, Stretch<T>>;
 
 // One row of one matte, stretched and replicate-padded by kRadius, filtered horizontally with
 // the derivative taps (into `deriv`) and the smoothing taps (into `smooth`). 'conv' flips the
 // kernel: out[x] = sum_j taps[j] * in[x - (j - kRadius)].
-template <typename T>
-void filter_row(const T* row, int64_t W, const Stretch<T>& stretch, const Taps<T>& taps,
+template <typename In, typename T, typename S>
+void filter_row(const In* row, int64_t W, const S& stretch, const Taps<T>& taps,
                 std::vector<T>& padded, T* deriv, T* smooth) {
   for (int64_t x = -kRadius; x < W + kRadius; ++x)
     padded[x + kRadius] = stretch(row[std::clamp<int64_t>(x, 0, W - 1)]);
@@ -84,11 +103,11 @@ void filter_row(const T* row, int64_t W, const Stretch<T>& stretch, const Taps<T
   }
 }
 
-// Sum over the masked pixels of rows [y0, y1) of one image.
-template <typename T>
-double strip_error(const T* pred, const T* gt, const bool* mask, int64_t H, int64_t W,
-                   int64_t y0, int64_t y1, const Stretch<T>& stretch_pred,
-                   const Stretch<T>& stretch_gt, const Taps<T>& taps) {
+// Sum over the counted pixels of rows [y0, y1) of one image.
+template <typename In, typename T, typename S>
+double strip_error(const In* pred, const In* gt, const CountedPixels& counted, int64_t H,
+                   int64_t W, int64_t y0, int64_t y1, const S& stretch_pred, const S& stretch_gt,
+                   const Taps<T>& taps) {
   const int64_t r0 = std::max<int64_t>(y0 - kRadius, 0), r1 = std::min(y1 + kRadius, H);
   const int64_t rows = r1 - r0;
   // Horizontal passes: [matte][filter] planes of rows x W; filter 0 = derivative, 1 = smooth.
@@ -124,19 +143,13 @@ double strip_error(const T* pred, const T* gt, const bool* mask, int64_t H, int6
       T* amplitude = m == 0 ? amplitude_pred.data() : amplitude_gt.data();
       for (int64_t x = 0; x < W; ++x) amplitude[x] = std::sqrt(gx[x] * gx[x] + gy[x] * gy[x]);
     }
-    const bool* m = mask ? mask + y * W : nullptr;
     for (int64_t x = 0; x < W; ++x) {
-      if (m && !m[x]) continue;
+      if (!counted(y * W + x)) continue;
       const T e = amplitude_pred[x] - amplitude_gt[x];
       sum += static_cast<double>(e * e);
     }
   }
   return sum;
-}
-
-template <typename T>
-Stretch<T> stretch_of(T lo, T hi) {
-  return {lo, hi - lo, hi > lo};
 }
 
 at::Tensor gradient_error_cpu(const at::Tensor& pred, const at::Tensor& gt,
@@ -150,29 +163,36 @@ at::Tensor gradient_error_cpu(const at::Tensor& pred, const at::Tensor& gt,
   auto [gt_lo, gt_hi] = at::aminmax(gt.view({B, H * W}), 1);
   const int64_t strips = (H + kStripRows - 1) / kStripRows;
   std::vector<double> partial(B * strips, 0.0);
-  const bool* mask_ptr = mask.has_value() ? mask->data_ptr<bool>() : nullptr;
+  const CountedPixels counted(mask);
 
-  AT_DISPATCH_FLOATING_TYPES(pred.scalar_type(), "gradient_error_cpu", [&] {
-    const Taps<scalar_t> taps = gaussgradient_taps<scalar_t>();
-    const scalar_t* p = pred.data_ptr<scalar_t>();
-    const scalar_t* g = gt.data_ptr<scalar_t>();
-    const scalar_t *plo = pred_lo.data_ptr<scalar_t>(), *phi = pred_hi.data_ptr<scalar_t>();
-    const scalar_t *glo = gt_lo.data_ptr<scalar_t>(), *ghi = gt_hi.data_ptr<scalar_t>();
+  dispatch_mattes(pred.scalar_type(), [&](auto in, auto working) {
+    using In = decltype(in);
+    using T = decltype(working);
+    const Taps<T> taps = gaussgradient_taps<T>();
+    const In* p = pred.data_ptr<In>();
+    const In* g = gt.data_ptr<In>();
+    const In *plo = pred_lo.data_ptr<In>(), *phi = pred_hi.data_ptr<In>();
+    const In *glo = gt_lo.data_ptr<In>(), *ghi = gt_hi.data_ptr<In>();
+    std::vector<StretchOf<In, T>> stretch_pred, stretch_gt;
+    for (int64_t b = 0; b < B; ++b) {
+      stretch_pred.emplace_back(plo[b], phi[b]);
+      stretch_gt.emplace_back(glo[b], ghi[b]);
+    }
     at::parallel_for(0, B * strips, 1, [&](int64_t begin, int64_t end) {
       for (int64_t task = begin; task < end; ++task) {
         const int64_t b = task / strips, s = task % strips;
         const int64_t offset = b * H * W;
-        partial[task] = strip_error(p + offset, g + offset, mask_ptr ? mask_ptr + offset : nullptr,
-                                    H, W, s * kStripRows, std::min(H, (s + 1) * kStripRows),
-                                    stretch_of(plo[b], phi[b]), stretch_of(glo[b], ghi[b]), taps);
+        partial[task] = strip_error(p + offset, g + offset, counted.at(offset), H, W, s * kStripRows,
+                                    std::min(H, (s + 1) * kStripRows), stretch_pred[b],
+                                    stretch_gt[b], taps);
       }
     });
     double* o = out.data_ptr<double>();
     for (int64_t b = 0; b < B; ++b) {
       double sum = 0.0;
       for (int64_t s = 0; s < strips; ++s) sum += partial[b * strips + s];
-      const bool nan = std::isnan(plo[b]) || std::isnan(phi[b]) || std::isnan(glo[b]) ||
-                       std::isnan(ghi[b]);
+      const bool nan = std::isnan(matte_value(plo[b])) || std::isnan(matte_value(phi[b])) ||
+                       std::isnan(matte_value(glo[b])) || std::isnan(matte_value(ghi[b]));
       o[b] = nan ? std::numeric_limits<double>::quiet_NaN() : sum / 1000.0;
     }
   });

@@ -2,12 +2,15 @@
 
 Files are matched by name without extension (pred/a.png with gt/a.jpg); a problem with one
 image (no prediction, no ground truth, no trimap, an unreadable file, different sizes, two
-files of one name) is recorded and the run goes on.
+files of one name, values the metrics cannot read: a trimap value other than 0/128/255, float
+values outside 0..1) is recorded, naming the file, and the run goes on. The --csv and --json
+files are checked before anything is computed and written whole or not at all.
 """
 import csv
 import json
 import math
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 from typing import NamedTuple
@@ -17,14 +20,20 @@ import torch
 from fastmatte import metrics
 from fastmatte.cli import usage_error
 from fastmatte.io import MATTE_SUFFIXES, UnreadableImage, read_matte
+from fastmatte.io.atomic import atomic_path
 
 METRICS = {"sad": metrics.sad, "mse": metrics.mse, "mad": metrics.mad, "grad": metrics.grad_error,
            "conn": metrics.conn_error, "sad_t": metrics.sad_t}
+# What to do about what a metrics.MetricInputError found in a file, by its kind.
+FIXES = {"trimap values": "pass --snap-trimap to snap every value to the nearest of them (e.g. JPEG trimaps)",
+         "0..255 floats": "save mattes as 8- or 16-bit images, or as float 0..1",
+         "out of range": "float mattes are 0..1: clip them to [0, 1] when saving"}
 
 
 class Evaluation(NamedTuple):
     rows: list  # one dict per evaluated image: {"name": ..., metric: value}
     problems: list  # one line per problem, naming the file(s)
+    snapped: int  # trimap pixels snapped to 0/128/255 (with snap_trimap)
 
 
 def matte_files(folder: Path, problems: list) -> dict:
@@ -42,29 +51,37 @@ def matte_files(folder: Path, problems: list) -> dict:
     return {name: paths[0] for name, paths in by_name.items()}
 
 
-def evaluate(pred_dir, gt_dir, trimap_dir=None, names=("sad", "mse", "grad", "conn"), device="cpu",
-             force_known=False, progress=None) -> Evaluation:
-    """Every metric in `names` (keys of METRICS) for every image of gt_dir, each file read
-    with fastmatte.io.read_matte. `progress` wraps the list of names (e.g. tqdm)."""
+def match_files(pred_dir, gt_dir, trimap_dir=None):
+    """([(name, {"pred": path, "gt": path[, "trimap": path]})] for every name of gt_dir with a
+    prediction (and a trimap), problems: one line per file left without a partner)."""
     problems = []
     preds = matte_files(Path(pred_dir), problems)
     gts = matte_files(Path(gt_dir), problems)
     trimaps = matte_files(Path(trimap_dir), problems) if trimap_dir is not None else None
-    problems += [f"{preds[name]}: no ground truth named {name!r} in {gt_dir}" for name in preds if name not in gts]
-    todo = []
+    problems += [f"{preds[name]}: no ground truth named {name!r} in {gt_dir}"
+                 for name in preds if name not in gts]
+    pairs = []
     for name in gts:
         if name not in preds:
             problems.append(f"{gts[name]}: no prediction named {name!r} in {pred_dir}")
         elif trimaps is not None and name not in trimaps:
             problems.append(f"{gts[name]}: no trimap named {name!r} in {trimap_dir}")
         else:
-            todo.append(name)
+            files = {"pred": preds[name], "gt": gts[name]}
+            if trimaps is not None:
+                files["trimap"] = trimaps[name]
+            pairs.append((name, files))
+    return pairs, problems
 
-    rows = []
-    for name in progress(todo) if progress else todo:
-        files = {"pred": preds[name], "gt": gts[name]}
-        if trimaps is not None:
-            files["trimap"] = trimaps[name]
+
+def evaluate(pairs, names=("sad", "mse", "grad", "conn"), device="cpu", force_known=False, snap_trimap=False,
+             progress=None) -> Evaluation:
+    """Every metric in `names` (keys of METRICS) for every (name, files) pair of match_files,
+    each file read with fastmatte.io.read_matte and its values checked (check=True); with
+    snap_trimap, each trimap snapped to 0/128/255 first. `progress` wraps the list (e.g. tqdm)."""
+    rows, problems, snapped = [], [], 0
+    kwargs = {"force_known": True} if force_known else {}
+    for name, files in progress(pairs) if progress else pairs:
         try:
             arrays = {role: read_matte(path) for role, path in files.items()}
         except UnreadableImage as error:
@@ -75,15 +92,22 @@ def evaluate(pred_dir, gt_dir, trimap_dir=None, names=("sad", "mse", "grad", "co
             problems.append(f"{name}: sizes differ (" + ", ".join(
                 f"{role} {files[role].name} {h}x{w}" for role, (h, w) in sizes.items()) + ")")
             continue
-        tensors = {role: torch.from_numpy(a).to(device) for role, a in arrays.items()}
-        row = {"name": name}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # an empty unknown region: NaN, said below
-            for metric in names:
-                kwargs = {"force_known": True} if force_known else {}
-                row[metric] = float(METRICS[metric](tensors["pred"], tensors["gt"], tensors.get("trimap"), **kwargs))
+        try:
+            if snap_trimap and "trimap" in arrays:
+                arrays["trimap"], changed = metrics.snap_trimap(arrays["trimap"])
+                snapped += changed
+            tensors = {role: torch.from_numpy(a).to(device) for role, a in arrays.items()}
+            row = {"name": name}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # no unknown pixel: NaN means, left out
+                for metric in names:
+                    row[metric] = float(METRICS[metric](tensors["pred"], tensors["gt"], tensors.get("trimap"),
+                                                        check=True, **kwargs))
+        except metrics.MetricInputError as error:
+            problems.append(f"{files[error.argument]}: {error.argument} {error.found}; {FIXES[error.kind]}")
+            continue
         rows.append(row)
-    return Evaluation(rows, problems)
+    return Evaluation(rows, problems, snapped)
 
 
 def means(rows, names) -> dict:
@@ -102,23 +126,64 @@ def write_csv(path, rows, names):
         writer.writerows(rows)
 
 
-def write_json(path, evaluation: Evaluation, names, summary):
-    """{"metrics", "mean", "images" (the rows), "problems"}; NaN is written as null."""
+def write_json(path, evaluation: Evaluation, names, summary, snap_trimap: bool):
+    """{"metrics", "mean", "images" (the rows), "problems"[, "snapped_trimap_pixels"]}; NaN is
+    written as null."""
     clean = lambda v: None if isinstance(v, float) and math.isnan(v) else v  # noqa: E731
     record = {"metrics": list(names), "mean": {m: clean(mean) for m, (mean, _) in summary.items()},
               "images": [{k: clean(v) for k, v in row.items()} for row in evaluation.rows],
               "problems": evaluation.problems}
+    if snap_trimap:
+        record["snapped_trimap_pixels"] = evaluation.snapped
     Path(path).write_text(json.dumps(record, indent=1) + "\n")
+
+
+def output_problem(path: Path, force: bool):
+    """Why an output file cannot be written at `path` (None if it can): it is a folder, it
+    exists and force is off, or its folder can be neither found nor created and written in
+    (tried with a temporary file in the nearest existing folder, which is then removed)."""
+    if path.is_dir():
+        return f"{path} is a directory"
+    if path.exists() and not force:
+        return f"{path} exists; pass --force to replace it"
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"cannot create the folder {path.parent} for {path.name}: {existing} is not a directory"
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        return f"cannot write {path}: {existing}: {error.strerror or error}"
+    return None
+
+
+def write_output(path: Path, write) -> bool:
+    """write(temporary path) into `path` atomically, creating its folder; False (and one line on
+    stderr) if the file system refuses, e.g. full."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as temporary:
+            write(temporary)
+    except OSError as error:
+        print(f"fastmatte eval: could not write {path}: {error.strerror or error}", file=sys.stderr)
+        return False
+    return True
 
 
 def add_parser(sub):
     e = sub.add_parser("eval", help="matting metrics (DIM convention) of predicted mattes vs ground truths",
                        description="Matches PRED_DIR and GT_DIR files by name without extension, prints "
                                    "the mean of each metric, and lists missing, unreadable or mismatched "
-                                   "files at the end (exit status 1 if there are any).")
+                                   "files at the end (exit status 1 if there are any, or if no image "
+                                   "could be evaluated).")
     e.add_argument("pred_dir", metavar="PRED_DIR")
     e.add_argument("gt_dir", metavar="GT_DIR")
-    e.add_argument("--trimap-dir", help="trimaps (128 = unknown): count only their unknown pixels")
+    e.add_argument("--trimap-dir", help="trimaps (0/128/255; 128 = unknown): count only their unknown pixels")
+    e.add_argument("--snap-trimap", action="store_true",
+                   help="snap trimap values to the nearest of 0, 128, 255 (JPEG trimaps, unknown saved as "
+                        "127); without it a trimap holding other values is a problem")
     e.add_argument("--metrics", default="sad,mse,grad,conn",
                    help="comma list of sad, mse, mad, grad, conn, sad_t (default: sad,mse,grad,conn)")
     e.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -126,6 +191,7 @@ def add_parser(sub):
                    help="set pred to 0/1 where the trimap is 0/255 first (PaddleSeg/mmediting convention)")
     e.add_argument("--csv", help="write one row per image to this CSV file")
     e.add_argument("--json", help="write the per-image rows, means and problems to this JSON file")
+    e.add_argument("--force", action="store_true", help="replace existing --csv / --json files")
     e.set_defaults(run=run)
 
 
@@ -141,36 +207,65 @@ def run(args) -> int:
     for d in dirs:
         if not Path(d).is_dir():
             return usage_error("eval", f"{d} is not a directory")
-    if args.force_known and args.trimap_dir is None:
-        return usage_error("eval", "--force-known needs --trimap-dir")
-    outputs = [Path(p).resolve() for p in (args.csv, args.json) if p is not None]
+    for option, needs_trimaps in (("--force-known", args.force_known), ("--snap-trimap", args.snap_trimap)):
+        if needs_trimaps and args.trimap_dir is None:
+            return usage_error("eval", f"{option} needs --trimap-dir")
+    outputs = [Path(p) for p in (args.csv, args.json) if p is not None]
     inputs = {Path(d).resolve() for d in dirs} | {p.resolve() for d in dirs for p in Path(d).iterdir()}
     for out in outputs:
-        if out in inputs:
+        if out.resolve() in inputs:
             return usage_error("eval", f"refusing to write {out}: it is one of the inputs")
-    if len(set(outputs)) < len(outputs):
+        problem = output_problem(out, args.force)
+        if problem:
+            return usage_error("eval", problem)
+    if len({out.resolve() for out in outputs}) < len(outputs):
         return usage_error("eval", "--csv and --json name the same file")
     if args.device == "cuda" and not torch.cuda.is_available():
         return usage_error("eval", "--device cuda, but no CUDA GPU is available")
 
+    pairs, problems = match_files(args.pred_dir, args.gt_dir, args.trimap_dir)
+    if not pairs:
+        report_problems(problems)
+        with_trimaps = f" and a trimap in {args.trimap_dir}" if args.trimap_dir else ""
+        print(f"fastmatte eval: nothing to evaluate: no name has both a prediction in {args.pred_dir} and a "
+              f"ground truth in {args.gt_dir}{with_trimaps} (image files: {', '.join(MATTE_SUFFIXES)})",
+              file=sys.stderr)
+        return 1
     bar = lambda todo: tqdm(todo, desc="fastmatte eval", unit="image", file=sys.stderr)  # noqa: E731
-    result = evaluate(args.pred_dir, args.gt_dir, args.trimap_dir, names, args.device, args.force_known, bar)
+    result = evaluate(pairs, names, args.device, args.force_known, args.snap_trimap, bar)
+    result = result._replace(problems=problems + result.problems)
+    if not result.rows:
+        report_problems(result.problems)
+        print("fastmatte eval: no image could be evaluated (problems above); nothing written",
+              file=sys.stderr)
+        return 1
     summary = means(result.rows, names)
     print(f"{len(result.rows)} images; DIM convention: SAD, Grad, Conn / 1000, MSE and MAD plain means"
           + (f", over trimap == 128 of {args.trimap_dir}" if args.trimap_dir else ", over whole images")
           + (", known regions forced" if args.force_known else ""))
+    if args.snap_trimap:
+        print(f"--snap-trimap: {result.snapped} trimap pixels snapped to the nearest of 0, 128, 255")
     print(f"{'metric':8s} {'mean':>14s} {'images':>7s}")
     for metric, (mean, count) in summary.items():
         print(f"{metric:8s} {mean:14.6g} {count:7d}")
+    writes = []
     if args.csv:
-        write_csv(args.csv, result.rows, names)
-        print(f"per-image rows written to {args.csv}")
+        writes.append((args.csv, "per-image rows", lambda path: write_csv(path, result.rows, names)))
     if args.json:
-        write_json(args.json, result, names, summary)
-        print(f"per-image rows, means and problems written to {args.json}")
-    if result.problems:
-        print(f"{len(result.problems)} problem(s):", file=sys.stderr)
-        for line in result.problems:
+        writes.append((args.json, "per-image rows, means and problems",
+                       lambda path: write_json(path, result, names, summary, args.snap_trimap)))
+    failed_writes = 0
+    for path, what, write in writes:
+        if write_output(Path(path), write):
+            print(f"{what} written to {path}")
+        else:
+            failed_writes += 1
+    report_problems(result.problems)
+    return 1 if failed_writes or result.problems else 0
+
+
+def report_problems(problems):
+    if problems:
+        print(f"{len(problems)} problem(s):", file=sys.stderr)
+        for line in problems:
             print(f"  {line}", file=sys.stderr)
-        return 1
-    return 0

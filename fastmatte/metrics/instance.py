@@ -4,7 +4,7 @@ from typing import NamedTuple
 
 import torch
 
-from fastmatte.metrics._inputs import as_bhw, as_matte, as_tensor
+from fastmatte.metrics._inputs import as_bhw, as_matte, as_tensor, check_matte_dtype, check_unit_range
 from fastmatte.ops._checks import fail
 
 
@@ -37,7 +37,8 @@ def instance_metrics(pred_alphas, gt_alphas, iou_thresholds=(0.5, 0.75)) -> dict
     Args:
         pred_alphas: [N1, H, W] (or [N1, 1, H, W]) predicted instance mattes; gt_alphas
             [N2, H, W] ground truths. NumPy or torch, uint8 (0..255) or float (0..1), as the
-            other metrics; N1 or N2 may be 0.
+            other metrics (float values outside 0..1 are an error, checked always: this
+            function synchronizes with the host anyway); N1 or N2 may be 0, H and W not.
         iou_thresholds: the IoU thresholds, each in (0, 1].
 
     Returns:
@@ -56,8 +57,14 @@ def instance_metrics(pred_alphas, gt_alphas, iou_thresholds=(0.5, 0.75)) -> dict
     if preds.shape[1:] != gts.shape[1:]:
         fail(op, f"pred_alphas and gt_alphas must have the same H x W, got {list(preds.shape)} "
                  f"and {list(gts.shape)}")
-    preds = as_matte(op, "pred_alphas", preds, torch.float64).flatten(1)
-    gts = as_matte(op, "gt_alphas", gts, torch.float64).flatten(1)
+    if preds.shape[1] * preds.shape[2] == 0:
+        fail(op, f"pred_alphas has no pixels (size {list(preds.shape)}): there is nothing to compare")
+    for name, t in (("pred_alphas", preds), ("gt_alphas", gts)):
+        check_matte_dtype(op, name, t)
+        if t.is_floating_point():
+            check_unit_range(op, name, t)
+    preds = as_matte(preds, torch.float64).flatten(1)
+    gts = as_matte(gts, torch.float64).flatten(1)
     n1, n2 = preds.shape[0], gts.shape[0]
 
     p_bin, g_bin = (preds > 0.5).double(), (gts > 0.5).double()

@@ -1,14 +1,37 @@
 """What the per-image metric ops (gradient_error, connectivity_error) share: pred and gt
-[B, H, W] float32/float64 and mask [B, H, W] bool or None in, one float64 value per image
-out; backends "cpu" (fastmatte._C), "triton" (a Python-defined op fastmatte::<name>_triton
-launching fastmatte.kernels.<name>) and "torch" (the reference). Not differentiable."""
+[B, H, W] uint8 (0..255) or float32/float64 (0..1) and mask [B, H, W] (bool, or a uint8
+trimap whose 128 pixels count) or None in, one float64 value per image out; backends "cpu"
+(fastmatte._C), "triton" (a Python-defined op fastmatte::<name>_triton launching
+fastmatte.kernels.<name>) and "torch" (the reference). Not differentiable."""
 import importlib
 
 import torch
 
 from fastmatte._extension import HAS_C
 from fastmatte.ops._backend import OpBackends
-from fastmatte.ops._checks import check_metric_inputs
+from fastmatte.ops._checks import check_tensor, fail
+
+MATTE_DTYPES = (torch.uint8, torch.float32, torch.float64)
+
+
+def check_metric_inputs(op, pred, gt, mask):
+    """pred and gt [B, H, W] uint8/float32/float64 of one dtype and device; mask [B, H, W]
+    bool or uint8 (a trimap), or None. (The user-facing fastmatte.metrics functions convert
+    NumPy, mixed dtypes, float trimaps and [B, 1, H, W] first.)"""
+    check_tensor(op, "pred", pred, rank=3, layout="[B, H, W]")
+    if pred.dtype not in MATTE_DTYPES:
+        fail(op, f"pred must be uint8, float32 or float64, got {pred.dtype}")
+    check_tensor(op, "gt", gt, dtype=pred.dtype, device=pred.device)
+    if gt.shape != pred.shape:
+        fail(op, f"gt must have pred's size {list(pred.shape)}, got {list(gt.shape)}")
+    if pred.numel() >= 2 ** 31:
+        fail(op, f"pred must have fewer than 2^31 pixels, got B*H*W = {pred.numel()}")
+    if mask is not None:
+        check_tensor(op, "mask", mask, device=pred.device)
+        if mask.dtype not in (torch.bool, torch.uint8):
+            fail(op, f"mask must be bool or a uint8 trimap, got {mask.dtype}")
+        if mask.shape != pred.shape:
+            fail(op, f"mask must have pred's size {list(pred.shape)}, got {list(mask.shape)}")
 
 
 def _per_image_fake(pred, gt, mask=None):
@@ -30,7 +53,8 @@ class MetricOp:
             return getattr(kernels, f"{name}_forward")(pred, gt, mask, out)
 
         triton_op.__doc__ = f"fastmatte::{name} with the Triton kernels (same arguments and semantics)."
-        torch.library.custom_op(f"fastmatte::{name}_triton", triton_op, mutates_args=()).register_fake(_per_image_fake)
+        custom = torch.library.custom_op(f"fastmatte::{name}_triton", triton_op, mutates_args=())
+        custom.register_fake(_per_image_fake)
         if HAS_C:
             torch.library.register_fake(f"fastmatte::{name}", _per_image_fake)
 

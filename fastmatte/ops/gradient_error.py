@@ -12,15 +12,18 @@ def gradient_error(pred: torch.Tensor, gt: torch.Tensor, mask=None, *, backend=N
     NumPy arrays, uint8, trimaps and the other conventions, is ``fastmatte.metrics.grad_error``.
 
     Args:
-        pred, gt: [B, H, W] float32 or float64 mattes (0..1), one dtype and device.
-        mask: [B, H, W] bool, the pixels summed (DIM: trimap == 128), or None for every pixel.
+        pred, gt: [B, H, W] mattes of one dtype and device: uint8 (0..255, read as v / 255 in
+            float32 inside the kernels: no converted copy), float32 or float64 (0..1).
+        mask: [B, H, W] bool (True: summed), a uint8 trimap (its pixels equal to 128 are
+            summed, as DIM counts them; read as it is), or None for every pixel.
         backend: None (fastest here), "cpu", "triton" or "torch" (the reference).
 
     Returns:
         [B] float64: for each image, both mattes min-max stretched (mat2gray; a constant image
         is left as is), filtered with gaussgradient's 9x9 Gaussian-derivative kernels (sigma
-        1.4, unit L2 norm, replicate border, convolution), and sum over the mask of
-        (|grad pred| - |grad gt|)^2, divided by 1000. Filtering runs in the input's precision,
-        sums in float64. An image holding a NaN anywhere gives NaN. Not differentiable.
+        1.4, unit L2 norm, replicate border, convolution), and sum over the counted pixels of
+        (|grad pred| - |grad gt|)^2, divided by 1000. Filtering runs in float32 (float64 for
+        float64 mattes), sums in float64; uint8 mattes give what their float32 copies v / 255
+        give. An image holding a NaN anywhere gives NaN. Not differentiable.
     """
     return _OP(pred, gt, mask, backend)

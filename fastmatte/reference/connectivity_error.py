@@ -3,6 +3,8 @@ does it, with the connected components from scipy.ndimage.label."""
 import numpy as np
 import torch
 
+from fastmatte.reference.gradient_error import float_operands
+
 
 def largest_component(mask: torch.Tensor) -> torch.Tensor:
     """The largest 4-connected component of a 2-D bool mask (all False if it has none). On a
@@ -19,8 +21,10 @@ def largest_component(mask: torch.Tensor) -> torch.Tensor:
 
 
 def connectivity_error(pred: torch.Tensor, gt: torch.Tensor, mask=None) -> torch.Tensor:
-    """pred, gt [B, H, W] float32/float64 (0..1), mask [B, H, W] bool or None (every pixel).
-    Returns [B] float64: DIM's Conn with thresholds k/10 in pred's dtype and theta = 0.15."""
+    """pred, gt [B, H, W] uint8 (0..255) or float32/float64 (0..1); mask [B, H, W] bool, uint8
+    trimap (128 counted) or None (every pixel). Returns [B] float64: DIM's Conn with thresholds
+    k/10 and theta = 0.15 in the working dtype (float32 for uint8, else pred's)."""
+    pred, gt, mask = float_operands(pred, gt, mask)
     dtype = pred.dtype
     thresholds = torch.arange(11, dtype=dtype, device=pred.device) / 10
     theta = torch.tensor(0.15, dtype=dtype, device=pred.device)

@@ -17,10 +17,22 @@ def gaussgradient_kernel(dtype=torch.float64) -> torch.Tensor:
     return (hx / hx.pow(2).sum().sqrt()).to(dtype)
 
 
+def float_operands(pred: torch.Tensor, gt: torch.Tensor, mask=None):
+    """The metric ops' inputs in the references' float form: uint8 mattes become float32
+    v / 255 (correctly rounded), a uint8 trimap the bool mask trimap == 128; float mattes and
+    bool masks are returned as they are."""
+    if pred.dtype == torch.uint8:
+        pred, gt = pred.to(torch.float32) / 255, gt.to(torch.float32) / 255
+    if mask is not None and mask.dtype == torch.uint8:
+        mask = mask == 128
+    return pred, gt, mask
+
+
 def gradient_error(pred: torch.Tensor, gt: torch.Tensor, mask=None) -> torch.Tensor:
-    """pred, gt [B, H, W] float32/float64 (0..1), mask [B, H, W] bool or None (every pixel).
-    Returns [B] float64: sum over the mask of (|grad mat2gray(pred)| - |grad mat2gray(gt)|)^2
-    / 1000, NaN for an image holding a NaN."""
+    """pred, gt [B, H, W] uint8 (0..255) or float32/float64 (0..1); mask [B, H, W] bool, uint8
+    trimap (128 counted) or None (every pixel). Returns [B] float64: sum over the counted pixels
+    of (|grad mat2gray(pred)| - |grad mat2gray(gt)|)^2 / 1000, NaN for an image holding a NaN."""
+    pred, gt, mask = float_operands(pred, gt, mask)
     B, H, W = pred.shape
     if pred.numel() == 0:
         return torch.zeros(B, dtype=torch.float64, device=pred.device)
