@@ -1,6 +1,12 @@
-"""Shared test helpers: which (device, backend) pairs to run, and dtype tolerances."""
+"""Shared test helpers: which (device, backend) pairs to run, dtype tolerances, and the
+environment of a child Python process."""
+import os
+from pathlib import Path
+
 import pytest
 import torch
+
+import fastmatte
 
 from fastmatte.ops._backend import HAS_TRITON
 
@@ -80,3 +86,11 @@ ATTENTION_CASES = [
     (1, 2, 4, 6, 0, 2, 4, 2, 1.0),
     (1, 9, 9, 7, 2, 3, 6, 2, 0.1),
 ]
+
+
+def subprocess_env(**overrides) -> dict:
+    """os.environ for a child Python process that imports the same fastmatte as this one (the
+    installed package, or the checkout an editable install points at), with `overrides`."""
+    where = str(Path(fastmatte.__file__).resolve().parents[1])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [where, os.environ.get("PYTHONPATH")])),
+            **overrides}

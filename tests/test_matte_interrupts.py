@@ -6,7 +6,6 @@ that later runs take neither for an input nor for an output.
 The model is CRAMatting's tiny configuration (carried by a `fastmatte convert` file) on 64x96
 frames, so that a run takes seconds, most of them spent importing torch. Nothing is timed:
 delays only choose when to kill."""
-import os
 import random
 import signal
 import subprocess
@@ -18,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-import fastmatte
 from fastmatte.cli import main
 from fastmatte.io import read_image, write_image
+from helpers import subprocess_env
 from fastmatte.io.atomic import PARTIAL
 from fastmatte.io.video import VideoReader, VideoWriter
 from fastmatte.models import MODELS, CRAMatting
@@ -28,7 +27,6 @@ from fastmatte.models import MODELS, CRAMatting
 H, W = 64, 96
 FRAMES = 30  # the video's temporary files then live for most of a run
 KILLS = 15
-REPO = Path(fastmatte.__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +61,9 @@ class Run:
 
     def __init__(self, *args, log: Path):
         self.log = log
-        path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
         # One thread each: the frames are tiny, and two runs at once on a shared machine would
         # otherwise spin for cores.
-        env = dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS="1")
+        env = subprocess_env(OMP_NUM_THREADS="1")
         with open(log, "wb") as stderr:
             self.process = subprocess.Popen([sys.executable, "-m", "fastmatte", "matte", *map(str, args)],
                                             stdout=subprocess.DEVNULL, stderr=stderr, env=env)

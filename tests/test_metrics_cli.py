@@ -312,3 +312,11 @@ def test_eval_snap_trimap_needs_trimaps(clean, capsys):
     pred, gt, _ = clean
     assert main(["eval", str(pred), str(gt), "--snap-trimap"]) == 2
     assert "--snap-trimap needs --trimap-dir" in capsys.readouterr().err
+
+
+def test_eval_skips_hidden_files_such_as_a_killed_runs_temporary_files(tmp_path, capsys):
+    write(tmp_path / "gt" / "a.png", matte(1))
+    write(tmp_path / "pred" / "a.png", matte(1))
+    (tmp_path / "pred" / ".a.123-abcd.partial.png").write_bytes(b"half a file")
+    assert main(["eval", str(tmp_path / "pred"), str(tmp_path / "gt")]) == 0
+    assert "problem" not in capsys.readouterr().err

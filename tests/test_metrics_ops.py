@@ -1,10 +1,8 @@
 """The metric operators gradient_error and connectivity_error: every backend against the eager
 reference on larger and harder inputs than tests/test_metrics.py, opcheck, torch.compile,
 bad inputs in Python and in the kernels."""
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +10,7 @@ import torch
 from fastmatte import reference
 from fastmatte.ops import connectivity_error, gradient_error
 from fastmatte.reference.connectivity_error import largest_component
-from helpers import assert_same_bits_across_thread_counts, backend_params
+from helpers import assert_same_bits_across_thread_counts, backend_params, subprocess_env
 
 # No CUDA C++ kernels: on a GPU these ops run the Triton ones.
 BACKENDS = [p for p in backend_params(triton=True) if p.id != "cuda"]
@@ -270,8 +268,7 @@ def test_triton_kernels_compile_for_sm90():
     # Without a GPU the kernels only run in the interpreter, which accepts some things the
     # compiler does not: compile each specialization to an sm_90 cubin (no GPU needed).
     pytest.importorskip("triton")
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+    env = {k: v for k, v in subprocess_env().items() if k != "TRITON_INTERPRET"}
     result = subprocess.run([sys.executable, "-c", SM90_COMPILE], capture_output=True, text=True, env=env,
                             timeout=600)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]

@@ -20,9 +20,15 @@ def make_selection(B, h, w, capacity, unknown_fraction, device):
 
 
 def make_case(B, C, h, w, t, capacity, unknown_fraction=0.5, device="cpu", dtype=torch.float32):
-    """Inputs with values in [-0.3, 1.3], so both the clamp and its gradient mask matter."""
-    coarse = (torch.rand(B, C, h, w) * 1.6 - 0.3).to(device, dtype)
-    refined = (torch.rand(capacity, C, t, t) * 1.6 - 0.3).to(device, dtype)
+    """Inputs with values in [-0.3, 1.3], so both the clamp and its gradient mask matter, but
+    none exactly 0 or 1: at the clamp's kink either gradient is right, and torch's own choice
+    there changed between versions (2.13 passes the gradient, 2.14 does not), while fp16/bf16
+    rounding lands a value on 1.0 about once per thousand."""
+    def values(*shape):
+        x = (torch.rand(*shape) * 1.6 - 0.3).to(device, dtype)
+        return torch.where((x == 0) | (x == 1), torch.full_like(x, 0.5), x)
+
+    coarse, refined = values(B, C, h, w), values(capacity, C, t, t)
     return (coarse, refined) + make_selection(B, h, w, capacity, unknown_fraction, device)
 
 

@@ -1,4 +1,3 @@
-import os
 import platform
 import re
 import subprocess
@@ -11,7 +10,7 @@ import torch.nn.functional as F
 
 from fastmatte import reference
 from fastmatte.ops import trimap_fusion
-from helpers import DTYPES, backend_params
+from helpers import DTYPES, backend_params, subprocess_env
 
 # The GPU kernel of this op is Triton's (no CUDA C++ kernel): every backend but "cuda".
 BACKENDS = [p for p in backend_params(triton=True) if p.id != "cuda"]
@@ -148,9 +147,8 @@ def test_cpu_follows_atens_path_for_the_thread_count(threads, size, dtype):
 def test_cpu_is_exact_under_each_aten_cpu_capability(capability):
     """ATen's AVX2/AVX512 kernels fuse multiply-adds and its DEFAULT ones do not; the kernel
     follows whichever this process runs (ATEN_CPU_CAPABILITY picks it at start-up)."""
-    root = Path(__file__).resolve().parents[1]
     script = (
-        "import sys, torch; sys.path.insert(0, 'tests'); import test_trimap_fusion as t\n"
+        "import torch; import test_trimap_fusion as t\n"
         f"assert torch.backends.cpu.get_cpu_capability() == {capability.upper()!r}\n"
         "for threads in (1, 2):\n"
         "    torch.set_num_threads(threads)\n"
@@ -160,10 +158,9 @@ def test_cpu_is_exact_under_each_aten_cpu_capability(capability):
         "            s = t.near_tie_semantic(*size[:3], dtype)\n"
         "            t.check_against_reference('cpu', 'cpu', s, torch.rand(size[0], 1, *size[3:]).to(dtype))\n"
     )
-    env = dict(os.environ, ATEN_CPU_CAPABILITY=capability,
-               PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
-    out = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True,
-                         text=True, timeout=300)
+    env = subprocess_env(ATEN_CPU_CAPABILITY=capability)
+    out = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parent, env=env,
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
 
 

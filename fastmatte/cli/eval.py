@@ -37,11 +37,12 @@ class Evaluation(NamedTuple):
 
 
 def matte_files(folder: Path, problems: list) -> dict:
-    """{name without extension: path} of the image files in `folder` (not recursive); names
-    held by more than one file are left out and reported."""
+    """{name without extension: path} of the image files in `folder` (not recursive; hidden
+    files, such as a killed run's temporary files, are skipped); names held by more than one
+    file are left out and reported."""
     by_name = {}
     for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix.lower() in MATTE_SUFFIXES:
+        if path.is_file() and path.suffix.lower() in MATTE_SUFFIXES and not path.name.startswith("."):
             by_name.setdefault(path.stem, []).append(path)
     for name, paths in list(by_name.items()):
         if len(paths) > 1:

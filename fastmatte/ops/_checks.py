@@ -109,20 +109,3 @@ def check_groups(op, query_name, q, tiles, nbr, bias_table, search_range):
         fail(op, f"bias_table must be [(2*search_range-1)^2+1, heads] = [{table}, {heads}] for "
                  f"search_range={search_range}, got {list(bias_table.shape)}")
     return search_range
-
-
-def check_metric_inputs(op, pred, gt, mask):
-    """pred and gt [B, H, W] float32/float64 of one dtype and device; mask [B, H, W] bool or None.
-    (The user-facing fastmatte.metrics functions convert NumPy, uint8 and [B, 1, H, W] first.)"""
-    check_tensor(op, "pred", pred, rank=3, layout="[B, H, W]")
-    if pred.dtype not in (torch.float32, torch.float64):
-        fail(op, f"pred must be float32 or float64, got {pred.dtype}")
-    check_tensor(op, "gt", gt, dtype=pred.dtype, device=pred.device)
-    if gt.shape != pred.shape:
-        fail(op, f"gt must have pred's size {list(pred.shape)}, got {list(gt.shape)}")
-    if pred.numel() >= 2 ** 31:
-        fail(op, f"pred must have fewer than 2^31 pixels, got B*H*W = {pred.numel()}")
-    if mask is not None:
-        check_tensor(op, "mask", mask, dtype=torch.bool, device=pred.device)
-        if mask.shape != pred.shape:
-            fail(op, f"mask must have pred's size {list(pred.shape)}, got {list(mask.shape)}")
