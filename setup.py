@@ -85,7 +85,8 @@ setup(
     # A range, never a bare name: any torch >= 2.4 already installed satisfies it, so pip
     # never swaps the user's torch for another build.
     install_requires=["torch>=2.4", "numpy", "scipy", "opencv-python-headless", "tqdm", "safetensors"],
-    extras_require={"test": ["pytest", "pytest-benchmark", "pillow", "onnx"], "triton": ["triton"],
+    extras_require={"test": ["pytest", "pytest-benchmark", "pillow", "onnx", "onnxruntime", "scikit-image"],
+                    "triton": ["triton"],
                     "onnx": ["onnx"]},
     entry_points={"console_scripts": ["fastmatte=fastmatte.cli:main"]},
     ext_modules=[extension()],

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fastmatte.models import build_model, load_model, load_weights
+from fastmatte.models import MODELS, build_model, load_model, load_weights
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 _KEPT_SHAPES = 4  # CUDA graphs and pinned buffers kept for this many frame shapes (LRU)
@@ -40,8 +40,10 @@ class Matter:
       with weights_only=True, PaddlePaddle .pdparams, ONNX), official layouts converted, loaded
       strictly; a file from `fastmatte convert` brings its configuration along. With a module
       it must hold that module's own state dict (fastmatte.models.load_weights). Nothing is
-      ever downloaded. With weights=None a model built by name keeps its random
-      initialization: `random_weights` is then True and a RandomWeightsWarning says so once.
+      downloaded here. With weights=None, a model whose real weights fastmatte fetches as an
+      install step (`fastmatte weights get NAME`) loads them, and fails saying that command when
+      they are not fetched yet; any other model built by name keeps its random initialization:
+      `random_weights` is then True and a RandomWeightsWarning says so once.
     device: "cpu", "cuda", "cuda:N" or a torch.device. precision: "fp32", or "fp16"/"bf16"
       (CUDA only; ValueError on the CPU).
     cuda_graph: on CUDA, the second frame of a given shape and dtype is captured in a CUDA
@@ -75,8 +77,11 @@ class Matter:
             raise ValueError(f"Matter: precision {precision!r} needs device='cuda'; on {self.device} "
                              "use 'fp32'")
         self.precision, self.dtype = precision, PRECISIONS[precision]
+        fetched = isinstance(model, str) and weights is None and MODELS.get(model) is not None \
+            and MODELS[model].default_weights is not None
         if isinstance(model, str):
-            module = build_model(model, **config) if weights is None else load_model(model, weights, **config)
+            random = weights is None and not fetched
+            module = build_model(model, **config) if random else load_model(model, weights, **config)
         elif isinstance(model, torch.nn.Module):
             if config:
                 raise ValueError(f"Matter: {', '.join(config)} applies to a model built by name; configure "
@@ -87,7 +92,7 @@ class Matter:
             module = model if weights is None else load_weights(model, weights)
         else:
             raise TypeError(f"Matter: model must be a model name or an nn.Module, got {type(model).__name__}")
-        self.random_weights = weights is None and isinstance(model, str)
+        self.random_weights = weights is None and isinstance(model, str) and not fetched
         if self.random_weights:
             warnings.warn(RandomWeightsWarning(
                 f"Matter({model!r}) has random weights (no weights file given): its mattes are meaningless, "

@@ -4,6 +4,7 @@ tensor by tensor, and by output, with the model the file was written from."""
 import json
 import os
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -246,3 +247,26 @@ def test_weights_that_are_not_finite_are_refused(tmp_path):
     save_file({k: v.contiguous() for k, v in state.items()}, path)
     with pytest.raises(WeightsError, match=f"NaN or infinite values: {bad}. Weights must be finite"):
         load_model("cra", weights=path, **TINY_CRA)
+
+
+def test_a_model_with_fetched_weights_loads_them_when_none_are_given(tmp_path, monkeypatch):
+    trained = trained_tiny()
+    path = tmp_path / "fetched.safetensors"
+    save_file({k: v.contiguous() for k, v in trained.state_dict().items()}, path,
+              metadata={"fastmatte.model": "cra", "fastmatte.config": json.dumps(TINY_CRA)})
+    monkeypatch.setitem(MODELS, "cra", replace(MODELS["cra"], default_weights=lambda: path))
+    assert_same_weights(load_model("cra"), trained)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RandomWeightsWarning)
+        assert not Matter("cra").random_weights
+
+    def not_fetched():
+        raise WeightsError("the weights of 'cra' are not fetched yet: run fastmatte weights get cra")
+
+    monkeypatch.setitem(MODELS, "cra", replace(MODELS["cra"], default_weights=not_fetched))
+    for make in (lambda: load_model("cra"), lambda: Matter("cra")):
+        with pytest.raises(WeightsError, match="run fastmatte weights get cra"):
+            make()
+    monkeypatch.setitem(MODELS, "cra", replace(MODELS["cra"], default_weights=None))
+    with pytest.raises(WeightsError, match="has no weights fastmatte can fetch"):
+        load_model("cra")

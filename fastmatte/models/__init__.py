@@ -3,8 +3,8 @@ each in its own module or package, over shared backbones (backbones/)."""
 from fastmatte.models import cra
 from fastmatte.models.backbones import load_backbone_weights
 from fastmatte.models.cra import CRAMatting
-from fastmatte.models.registry import (MODELS, Conversion, ModelEntry, build_model, load_model,
-                                       read_weights)
+from fastmatte.models.registry import (MODELS, Conversion, ModelEntry, build_model, default_weights,
+                                       load_model, read_weights)
 from fastmatte.models.weights import WeightsError, load_weights, read_state_dict
 
 MODELS["cra"] = ModelEntry(
@@ -14,4 +14,5 @@ MODELS["cra"] = ModelEntry(
     formats=("safetensors", "PyTorch state dict (.pth/.pt, trainer files, DataParallel)"))
 
 __all__ = ["CRAMatting", "Conversion", "MODELS", "ModelEntry", "WeightsError", "build_model",
-           "load_backbone_weights", "load_model", "load_weights", "read_state_dict", "read_weights"]
+           "default_weights", "load_backbone_weights", "load_model", "load_weights", "read_state_dict",
+           "read_weights"]

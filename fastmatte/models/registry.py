@@ -4,7 +4,7 @@ converted by the model's own convert_official, then loaded strictly)."""
 import inspect
 import json
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, NamedTuple
+from typing import Callable, Mapping, NamedTuple, Optional
 
 import torch
 from torch import nn
@@ -34,12 +34,16 @@ class Conversion(NamedTuple):
 class ModelEntry:
     """A model of the zoo. build(**config) makes it with random weights; convert_official(state
     dict) -> Conversion reads its released checkpoints; configurations names the useful sets of
-    build arguments ({} is the default); formats says which files its releases come as."""
+    build arguments ({} is the default); formats says which files its releases come as.
+    default_weights, for a model whose real weights fastmatte can fetch as an install step: a
+    callable giving the path of the fetched file, or raising WeightsError that names the one
+    command that fetches it; load_model and Matter use it when no weights are given."""
     build: Callable[..., nn.Module]
     convert_official: Callable[[dict], Conversion]
     summary: str
     configurations: Mapping[str, Mapping] = field(default_factory=dict)
     formats: tuple = ()
+    default_weights: Optional[Callable[[], object]] = None
 
 
 MODELS: dict = {}
@@ -78,16 +82,30 @@ def read_weights(name: str, weights) -> Conversion:
     return conversion
 
 
-def load_model(name: str, weights, **config) -> nn.Module:
+def load_model(name: str, weights=None, **config) -> nn.Module:
     """Model `name` built with the configuration the weights file implies, overridden by
     `config`, holding the weights of the file `weights` (strictly: every tensor present, of the
     right shape and kind, nothing left over). Raises WeightsError naming the file and the
-    mismatched names otherwise. The model is returned in training mode, like a new nn.Module."""
+    mismatched names otherwise. weights=None takes the model's fetched release
+    (ModelEntry.default_weights; WeightsError naming the command that fetches it when it is not
+    there yet), and is an error for a model without one. The model is returned in training
+    mode, like a new nn.Module."""
+    if weights is None:
+        weights = default_weights(name)
     conversion = read_weights(name, weights)
     model = build_model(name, **{**conversion.config, **config})
     _check_is_this_model(name, model, conversion, weights)
     load_state_dict(model, conversion.state_dict, f"{weights} ({conversion.layout})")
     return model
+
+
+def default_weights(name: str):
+    """The path of model `name`'s fetched release (see ModelEntry.default_weights)."""
+    entry = _entry(name)
+    if entry.default_weights is None:
+        raise WeightsError(f"model {name!r} has no weights fastmatte can fetch: pass weights=PATH (a "
+                           f"checkpoint you have), or build it with random weights (build_model)")
+    return entry.default_weights()
 
 
 def _check_is_this_model(name, model, conversion, weights):

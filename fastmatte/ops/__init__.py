@@ -3,6 +3,7 @@ from fastmatte.ops.connectivity_error import connectivity_error
 from fastmatte.ops.gather_tiles import gather_tiles
 from fastmatte.ops.gated_conv import gated_conv
 from fastmatte.ops.gradient_error import gradient_error
+from fastmatte.ops.guided_upsample import guided_upsample
 from fastmatte.ops.group_attention import group_attention
 from fastmatte.ops.knn_attention import knn_attention
 from fastmatte.ops.knn_tiles import knn_tiles
@@ -11,6 +12,6 @@ from fastmatte.ops.select_tiles import TileSelection, select_tiles
 from fastmatte.ops.trimap_fusion import trimap_fusion
 from fastmatte.ops.window_attention import window_attention
 
-__all__ = ["TileSelection", "connectivity_error", "gated_conv", "gather_tiles", "gradient_error", "group_attention",
+__all__ = ["TileSelection", "connectivity_error", "gated_conv", "gather_tiles", "gradient_error", "group_attention", "guided_upsample",
            "knn_attention", "knn_tiles", "scatter_tiles", "select_tiles", "trimap_fusion",
            "window_attention"]
