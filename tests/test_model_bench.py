@@ -218,3 +218,31 @@ def test_chart_bar_areas_follow_the_fps(tmp_path):
     with pytest.raises(ValueError, match="must end in .png"):
         write_chart(records, tmp_path / "chart.jpg")
     assert np.any(image < 100)  # the labels
+
+
+def test_cli_existing_results_need_force_and_are_checked_before_timing(tmp_path, capsys, monkeypatch):
+    import fastmatte.cli.bench_model as command
+
+    argv = ["bench", "--model", "cra", "--res", "64x96", "--device", "cpu", "--repeats", "1",
+            "--out", str(tmp_path)]
+    (tmp_path / "cra_cpu_fp32.md").write_text("mine")
+    timed = []
+    monkeypatch.setattr(command, "model_benchmark", lambda *a, **k: timed.append(a) or [])
+    assert main(argv) == 2
+    assert f"{tmp_path / 'cra_cpu_fp32.md'} exists; pass --force to replace it" in capsys.readouterr().err
+    assert timed == [] and (tmp_path / "cra_cpu_fp32.md").read_text() == "mine"
+    blocker = tmp_path / "blocker"
+    blocker.write_text("mine")
+    assert main([*argv[:-1], str(blocker / "out")]) == 2
+    assert "cannot create the folder" in capsys.readouterr().err and timed == []
+
+
+def test_cli_op_bench_json_needs_force(tmp_path, capsys):
+    path = tmp_path / "records.json"
+    path.write_text("mine")
+    argv = ["bench", "--res", "hd", "--suite", "tiles", "--ops", "select_tiles", "--repeats", "1",
+            "--json", str(path)]
+    assert main(argv) == 2
+    assert "--json: " in capsys.readouterr().err and path.read_text() == "mine"
+    assert main([*argv, "--force"]) == 0
+    assert json.loads(path.read_text())[0]["op"] == "device copy"

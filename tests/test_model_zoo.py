@@ -162,7 +162,7 @@ def test_convert_refusals_write_nothing(tmp_path, capsys):
     out = tmp_path / "out.safetensors"
     out.write_bytes(b"the user's file")
     refusals = {
-        "exists; give --force": ["convert", "cra", str(official), str(out), *TINY_SETTINGS],
+        "exists; pass --force": ["convert", "cra", str(official), str(out), *TINY_SETTINGS],
         "must be a .safetensors file": ["convert", "cra", str(official), str(tmp_path / "o.pt"),
                                         *TINY_SETTINGS],
         "unknown model 'nope'": ["convert", "nope", str(official), str(tmp_path / "n.safetensors")],

@@ -127,14 +127,14 @@ stage_bench_models() {  # every model of the zoo
         ((left > 0)) || return 124
         echo "-- $model"
         timeout "$left" "$PYTHON" -m fastmatte bench --model "$model" --device "$DEVICE" --precision "$PRECISION" \
-            "${MODEL_ARGS[@]}" --profile --out "$RESULTS" || rc=$?
+            "${MODEL_ARGS[@]}" --profile --force --out "$RESULTS" || rc=$?
     done
     return $rc
 }
 
 stage_bench_ops() {
     timeout "$LIMIT" "$PYTHON" -m fastmatte bench --device "$DEVICE" --precision "$PRECISION" --no-compile \
-        "${OP_ARGS[@]}" --json "$RESULTS/ops_${DEVICE}_${PRECISION}.json"
+        "${OP_ARGS[@]}" --force --json "$RESULTS/ops_${DEVICE}_${PRECISION}.json"
 }
 
 pack_up() {

@@ -1,5 +1,6 @@
 """`fastmatte bench`: every operator case against its eager reference (with --model, the model
-benchmark of fastmatte.cli.bench_model).
+benchmark of fastmatte.cli.bench_model). Result files that exist already are replaced only with
+--force, and whether they can be written is checked before anything is timed.
 
 The run first times a plain device copy; its GB/s is the memory-bandwidth floor, and each
 record's `floor_ratio` is the case's time over the time that copy speed allows for the case's
@@ -16,7 +17,7 @@ from fastmatte.bench.cases import RESOLUTIONS
 from fastmatte.bench.markdown import ops_markdown
 from fastmatte.bench.timing import copy_bandwidth_gbps, device_name, git_commit, median_ms
 from fastmatte.cli import usage_error
-from fastmatte.io.atomic import write_file
+from fastmatte.io.atomic import output_file_problem, write_file
 from fastmatte.matter import PRECISIONS
 
 DEFAULT_SUITES = "tiles,attention,window_attention,gated_conv,trimap_fusion"
@@ -57,6 +58,8 @@ def add_parser(sub):
                    help="with --model: time per stage and a torch.profiler summary of the fastmatte "
                         "forward, also written to OUT/<model>_<device>_<precision>_profile.txt")
     b.add_argument("--out", help="with --model: the results folder (default bench/results)")
+    b.add_argument("--force", action="store_true",
+                   help="replace result files that exist already (checked before anything is timed)")
     b.set_defaults(run=run)
 
 
@@ -82,6 +85,11 @@ def run_op_bench(args) -> int:
     if any(res not in RESOLUTIONS for res in resolutions):
         return usage_error("bench", f"--res must be a comma list of {', '.join(RESOLUTIONS)}; "
                                     f"got {args.res!r}")
+    if args.json:
+        for path in (Path(args.json), Path(args.json).with_suffix(".md")):
+            problem = output_file_problem(path, args.force)
+            if problem:
+                return usage_error("bench", f"--json: {problem}")
     cases_of = suites()
     suite_names = (args.suite or DEFAULT_SUITES).split(",")
     if any(suite not in cases_of for suite in suite_names):
@@ -111,7 +119,7 @@ def run_op_bench(args) -> int:
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_file(path, json.dumps(records, indent=1) + "\n")
+        write_file(path, json.dumps(records, indent=1) + "\n")  # replaces: checked (and --force) above
         write_file(path.with_suffix(".md"), ops_markdown(records))
         print(f"records written to {path} (table: {path.with_suffix('.md')})")
     return 0

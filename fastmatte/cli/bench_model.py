@@ -3,7 +3,8 @@
 Files, in --out (default bench/results, relative to the current folder), named
 <model>_<device>_<precision> with device "cpu" or "cuda": .json (the records), .md (them as a
 Markdown table), .png (the chart) and, with --profile, _profile.txt. These are the benchmark's
-own result files and a new run replaces them; nothing else is written.
+own result files: a run that would replace them needs --force (checked before anything is
+timed); nothing else is written.
 """
 import json
 import sys
@@ -17,7 +18,7 @@ from fastmatte.bench.model import (DEFAULT_REPEATS, OutputMismatch, check_argume
                                        parse_resolutions)
 from fastmatte.bench.profiling import format_profile, format_stage_comparison
 from fastmatte.cli import usage_error
-from fastmatte.io.atomic import write_file
+from fastmatte.io.atomic import output_file_problem, write_file
 
 DEFAULT_OUT = "bench/results"
 OPTION_NAMES = {"model_name": "--model", "resolutions": "--res", "device": "--device",
@@ -44,6 +45,13 @@ def run_model_bench(args) -> int:
     if out.exists() and not out.is_dir():
         return usage_error("bench", f"--out {out} is a file, not a folder")
     stem = out / f"{args.model}_{device.type}_{args.precision}"
+    results = [stem.with_suffix(".json"), stem.with_suffix(".md"), stem.with_suffix(".png")]
+    if args.profile:
+        results.append(stem.with_name(stem.name + "_profile.txt"))
+    for path in results:
+        problem = output_file_problem(path, args.force)
+        if problem:
+            return usage_error("bench", problem)
     repeats = args.repeats or DEFAULT_REPEATS[device.type]
     print(f"model {args.model} (random weights; the refined band is a fixed portrait trimap, the same for "
           f"every backend), batch 1, median of {repeats} calls (at least 5 within 10 s), backends taking "
@@ -58,7 +66,7 @@ def run_model_bench(args) -> int:
         record["command"] = getattr(args, "command_line", None)
     print(format_table(records))
     out.mkdir(parents=True, exist_ok=True)
-    written = [stem.with_suffix(".json"), stem.with_suffix(".md"), stem.with_suffix(".png")]
+    written = results[:3]
     write_file(written[0], json.dumps(records, indent=1) + "\n")
     write_file(written[1], model_markdown(records))
     write_chart(records, written[2])
@@ -67,7 +75,7 @@ def run_model_bench(args) -> int:
     if profiles:
         text = "\n\n".join([format_stage_comparison(records)] + profiles)
         print(text)
-        written.append(stem.with_name(stem.name + "_profile.txt"))
+        written.append(results[3])
         first = records[0]
         write_file(written[-1], f"device: {first['device']}   torch {first['torch']}   precision "
                                 f"{first['precision']}   commit {first['commit']}\n\n{text}\n")

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from fastmatte.cli import usage_error
+from fastmatte.io.atomic import output_file_problem
 
 
 def add_parser(sub):
@@ -40,10 +41,9 @@ def run(args) -> int:
         return usage_error("convert", f"OUT must be a .safetensors file, got {out}")
     if out.exists() and source.exists() and out.resolve() == source.resolve():
         return usage_error("convert", f"refusing to write {out}: it is the input")
-    if out.exists() and not args.force:
-        return usage_error("convert", f"{out} exists; give --force to replace it")
-    if out.is_dir():
-        return usage_error("convert", f"{out} is a folder")
+    problem = output_file_problem(out, args.force)
+    if problem:
+        return usage_error("convert", problem)
     try:
         config = parse_settings(args.set)
         conversion = read_weights(args.model, source)
@@ -87,6 +87,7 @@ def write_safetensors(state: dict, out: Path, metadata: dict) -> int:
     from fastmatte.io.atomic import atomic_path
 
     tensors = {name: tensor.detach().contiguous().clone() for name, tensor in state.items()}
+    out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as temporary:
         save_file(tensors, str(temporary), metadata=metadata)
     return len(tensors)

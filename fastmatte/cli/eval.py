@@ -10,7 +10,6 @@ import csv
 import json
 import math
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from typing import NamedTuple
@@ -20,7 +19,7 @@ import torch
 from fastmatte import metrics
 from fastmatte.cli import usage_error
 from fastmatte.io import MATTE_SUFFIXES, UnreadableImage, read_matte
-from fastmatte.io.atomic import atomic_path
+from fastmatte.io.atomic import atomic_path, output_file_problem
 
 METRICS = {"sad": metrics.sad, "mse": metrics.mse, "mad": metrics.mad, "grad": metrics.grad_error,
            "conn": metrics.conn_error, "sad_t": metrics.sad_t}
@@ -139,27 +138,6 @@ def write_json(path, evaluation: Evaluation, names, summary, snap_trimap: bool):
     Path(path).write_text(json.dumps(record, indent=1) + "\n")
 
 
-def output_problem(path: Path, force: bool):
-    """Why an output file cannot be written at `path` (None if it can): it is a folder, it
-    exists and force is off, or its folder can be neither found nor created and written in
-    (tried with a temporary file in the nearest existing folder, which is then removed)."""
-    if path.is_dir():
-        return f"{path} is a directory"
-    if path.exists() and not force:
-        return f"{path} exists; pass --force to replace it"
-    existing = path.parent
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        return f"cannot create the folder {path.parent} for {path.name}: {existing} is not a directory"
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as error:
-        return f"cannot write {path}: {existing}: {error.strerror or error}"
-    return None
-
-
 def write_output(path: Path, write) -> bool:
     """write(temporary path) into `path` atomically, creating its folder; False (and one line on
     stderr) if the file system refuses, e.g. full."""
@@ -216,7 +194,7 @@ def run(args) -> int:
     for out in outputs:
         if out.resolve() in inputs:
             return usage_error("eval", f"refusing to write {out}: it is one of the inputs")
-        problem = output_problem(out, args.force)
+        problem = output_file_problem(out, args.force)
         if problem:
             return usage_error("eval", problem)
     if len({out.resolve() for out in outputs}) < len(outputs):

@@ -15,6 +15,7 @@ import contextlib
 import os
 import secrets
 import signal
+import tempfile
 import threading
 from pathlib import Path
 
@@ -175,3 +176,26 @@ def write_file(path, data, replace: bool = True):
     """Write `data` (str, as UTF-8, or bytes) to `path` whole or not at all (atomic_path)."""
     with atomic_path(path, replace) as temporary:
         Path(temporary).write_bytes(data.encode() if isinstance(data, str) else data)
+
+
+def output_file_problem(path, force: bool):
+    """Why an output file cannot be written at `path` (None if it can): it is a folder, it
+    exists and force is off, or its folder can be neither found nor created and written in
+    (tried with a temporary file in the nearest existing folder, which is then removed). For
+    the checks a command makes before its work starts."""
+    path = Path(path)
+    if path.is_dir():
+        return f"{path} is a directory"
+    if path.exists() and not force:
+        return f"{path} exists; pass --force to replace it"
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"cannot create the folder {path.parent} for {path.name}: {existing} is not a directory"
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        return f"cannot write {path}: {existing}: {error.strerror or error}"
+    return None
