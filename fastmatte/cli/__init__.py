@@ -7,13 +7,14 @@
     fastmatte sample OUT_DIR ...        a synthetic portrait photo and its true alpha, as PNGs
     fastmatte matte INPUT... -o OUT     alpha mattes (and composites) of images, folders, videos
     fastmatte convert NAME IN OUT       an official checkpoint, once, into fastmatte's safetensors
+    fastmatte weights get NAME | list   fetch a model's released weights (rvm) into the cache
 """
 import argparse
 import importlib
 import shlex
 import sys
 
-COMMANDS = ("info", "bench", "eval", "sample", "matte", "convert")  # modules fastmatte.cli.<name>
+COMMANDS = ("info", "bench", "eval", "sample", "matte", "convert", "weights")  # modules fastmatte.cli.<name>
 
 
 def usage_error(command: str, message: str) -> int:
