@@ -75,7 +75,10 @@ def read_weights(name: str, weights) -> Conversion:
                                f"not {name!r}")
         config = _tuples(json.loads(metadata.get(METADATA_CONFIG, "{}")))
         return Conversion(state, f"fastmatte {name}", (), config)
-    conversion = entry.convert_official(state)
+    try:
+        conversion = entry.convert_official(state)
+    except WeightsError as error:  # converters see tensors, not files: name the file here
+        raise WeightsError(f"{weights}: {error}") from error
     if not isinstance(conversion, Conversion):  # a model's converter written wrongly: say so early
         raise TypeError(f"MODELS[{name!r}].convert_official returned {type(conversion).__name__}, "
                         "not a Conversion")
