@@ -1,9 +1,13 @@
-"""Matter: a matting model ready for pipelines. uint8 frames in, alpha (or a composite) out,
-with the GPU kept busy: pinned-memory uploads, CUDA graphs per frame shape, and no waiting on
-the GPU except for the result the caller asks for on the host."""
+"""Matter: a matting model ready for pipelines. uint8 frames in, alpha (or a composite, or the
+foreground) out, with the GPU kept busy: pinned-memory uploads, CUDA graphs per frame shape, and
+no waiting on the GPU except for the result the caller asks for on the host. A recurrent model
+(a video model such as RVM) carries its state from each frame to the next."""
+import contextlib
+import inspect
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -19,11 +23,41 @@ class RandomWeightsWarning(UserWarning):
     """A Matter built by name without a weights file: its mattes are meaningless, its speed is not."""
 
 
+class Outputs(NamedTuple):
+    """What Matter.outputs gives for one frame, all from one run of the model.
+
+    alpha: NumPy uint8 round(255 alpha), [H, W] ([B, H, W] for a BCHW frame).
+    composite: as Matter.composite gives it, or None when no background was asked for.
+    foreground: NumPy uint8 RGBA [H, W, 4] ([B, H, W, 4] for BCHW): round(255 fg) and, in the
+      4th channel, the alpha above (straight, not premultiplied); None when not asked for.
+    """
+    alpha: np.ndarray
+    composite: object
+    foreground: Optional[np.ndarray]
+
+
 @dataclass
 class _Graph:
     graph: torch.cuda.CUDAGraph
     input: torch.Tensor  # the static input the graph reads (the frame's layout and dtype)
     alpha: torch.Tensor  # the static output it writes, [B, 1, H, W] in the model's dtype
+    foreground: Optional[torch.Tensor]  # [B, 3, H, W], a recurrent model's; None otherwise
+    state_in: Optional[tuple]  # a recurrent model's static state buffers, read by the graph
+    state_out: Optional[tuple]  # and the new state it writes (None for per-frame models)
+
+
+@dataclass
+class _Run:
+    """One run of the model on a frame: alpha [B, 1, H, W] and foreground [B, 3, H, W] (or None) on
+    the device in the model's dtype (a graph's static outputs: read them before the next run),
+    the frame on the device as given, its layout, the frame itself, and the composite's
+    background (float32 0..255, broadcastable to [B, 3, H, W] on the device) when one was asked for."""
+    alpha: torch.Tensor
+    foreground: Optional[torch.Tensor]
+    x: torch.Tensor
+    layout: str
+    like: object
+    background: Optional[torch.Tensor]
 
 
 class Matter:
@@ -34,7 +68,10 @@ class Matter:
       predict(image) -> alpha [B, 1, H, W] (every zoo model has it), taken as it is (config must
       then be empty; configure the module yourself). Either way the module is moved to device
       and precision in place, put in eval mode, and its parameters stop requiring gradients.
-      Frames go through the model's predict: its official inference recipe.
+      Frames of a per-frame model go through its predict: its official inference recipe. A
+      model whose class says `recurrent = True` (a video model such as RVM) is called as
+      model(image, state=..., **call_options) -> {"alpha", "foreground", "state"} instead, with
+      the state of the previous frame (below).
     weights: a local checkpoint file. With a model name it is read by
       fastmatte.models.load_model: any format fastmatte reads (safetensors, PyTorch files read
       with weights_only=True, PaddlePaddle .pdparams, ONNX), official layouts converted, loaded
@@ -49,27 +86,50 @@ class Matter:
     cuda_graph: on CUDA, the second frame of a given shape and dtype is captured in a CUDA
       graph (after a warm-up on a side stream) and later frames of that shape replay it; if
       capture fails, a warning says why and that shape runs eagerly. The first frame of each
-      shape runs eagerly, so a folder of differently sized photos costs no captures.
+      shape runs eagerly, so a folder of differently sized photos costs no captures. A
+      recurrent model's graph reads its state from static buffers: the state is copied into
+      them (on the GPU, in stream order) before each replay, and the new state is the graph's
+      output, fed to the next frame.
+    call_options: keyword arguments for every call of the model (its predict, or a recurrent
+      model's forward), e.g. {"downsample_ratio": 0.25} for RVM at HD (without it the model
+      picks its own). Build arguments go in `config`; these are the per-call settings a model's
+      authors expose at inference. Each key must be an argument of that method (ValueError
+      naming it otherwise); "state" is Matter's to pass.
 
     Frames (every method takes the same):
       NumPy: uint8 RGB [H, W, 3].
       torch: uint8 (0..255) or float (0..1, not checked, which would cost a sync) tensors,
         on any device: [H, W, 3] (HWC), [3, H, W] (CHW) or [B, 3, H, W] (BCHW). A 3-D tensor
         whose first and last sizes are both 3 is ambiguous and refused (pass it as BCHW).
+    Recurrent models (`recurrent` is True): every call of any method below is the next frame of
+      one clip, matted from the state the previous call left (kept on `device` as the model
+      returned it), so call one method per frame: outputs() gives everything from one run.
+      reset() starts a new clip from a zero state; so does, by itself and silently, a frame
+      whose shape (size or batch), dtype or layout differs from the previous frame's. A BCHW
+      batch is B clips side by side. Per-frame models have no state; reset() does nothing.
     Results:
       matter(frame): float32 alpha in [0, 1]; NumPy [H, W] for a NumPy frame; for a tensor, a
         tensor on the frame's device, [H, W] for a 3-D frame, [B, 1, H, W] for BCHW.
       alpha_uint8(frame): NumPy uint8 round(255 alpha), [H, W] ([B, H, W] for BCHW).
       alpha_tensor(frame): the model's alpha on `device`, [B, 1, H, W] in the model's dtype,
         without waiting for the GPU (a fresh tensor; the next call does not overwrite it).
+      foreground(frame): the foreground colour the model predicts, float32 in [0, 1], in the
+        frame's kind and layout (NumPy [H, W, 3]; tensors HWC, CHW or BCHW on the frame's
+        device). Only models that predict one (`predicts_foreground`: the recurrent ones);
+        ValueError "model X predicts no foreground" otherwise.
       composite(frame, background): uint8 round(alpha fg + (1 - alpha) bg) in the frame's kind
         and layout (NumPy [H, W, 3]; tensors HWC, CHW or BCHW on the frame's device), fg and bg
-        in 0..255 (a float frame is scaled by 255, not rounded first).
+        in 0..255 (a float frame is scaled by 255, not rounded first). fg is the foreground the
+        model predicts where it predicts one (as RVM's authors composite: the frame's colours
+        at the edges still hold the old background, which the predicted foreground has
+        removed), else the frame itself.
       alpha_and_composite(frame, background): both of the last two from one run of the model.
+      outputs(frame, background=None, foreground=False): Outputs(alpha uint8, composite,
+        RGBA foreground) from one run of the model: what a video pipeline writes per frame.
     """
 
     def __init__(self, model="cra", weights=None, device="cpu", precision="fp32", cuda_graph=True,
-                 **config):
+                 call_options=None, **config):
         self.device = _device(device)
         if precision not in PRECISIONS:
             raise ValueError(f"Matter: precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -92,77 +152,131 @@ class Matter:
             module = model if weights is None else load_weights(model, weights)
         else:
             raise TypeError(f"Matter: model must be a model name or an nn.Module, got {type(model).__name__}")
+        self.name = model if isinstance(model, str) else type(model).__name__
         self.random_weights = weights is None and isinstance(model, str) and not fetched
         if self.random_weights:
             warnings.warn(RandomWeightsWarning(
                 f"Matter({model!r}) has random weights (no weights file given): its mattes are meaningless, "
                 "though its speed is that of the trained model"), stacklevel=2)
         self.model = module.to(self.device, self.dtype).eval().requires_grad_(False)
+        self.recurrent = getattr(type(module), "recurrent", False) is True
+        self.predicts_foreground = self.recurrent  # a recurrent model's forward gives "foreground"
+        self.call_options = _call_options(module, self.recurrent, call_options)
         self.cuda_graph = bool(cuda_graph) and self.device.type == "cuda"
         self._graphs = OrderedDict()  # frame key -> _Graph, or None where capture failed
         self._seen = set()  # frame keys run once (eagerly)
         self._staging = OrderedDict()  # (shape, dtype) -> [[pinned buffer, upload event or None], ...]
+        self._state = None  # a recurrent model's state after the last frame; None: a zero state
+        self._clip = None  # the frame key of the clip that state belongs to
+
+    def reset(self):
+        """Start a new clip: a recurrent model's next frame is matted from a zero state."""
+        self._state = None
 
     @torch.no_grad()
     def __call__(self, frame):
-        alpha, _, layout, like = self._infer(frame)
-        if isinstance(like, np.ndarray):
-            return alpha[0, 0].float().cpu().numpy()
+        run = self._run(frame)
+        if isinstance(run.like, np.ndarray):
+            return run.alpha[0, 0].float().cpu().numpy()
         # A copy: never a graph's output, which the next replay overwrites.
-        alpha = alpha.to(like.device, torch.float32, copy=True)
-        return alpha if layout == "bchw" else alpha[0, 0]
+        alpha = run.alpha.to(run.like.device, torch.float32, copy=True)
+        return alpha if run.layout == "bchw" else alpha[0, 0]
 
     @torch.no_grad()
     def alpha_uint8(self, frame) -> np.ndarray:
-        alpha, _, layout, _ = self._infer(frame)
-        return _uint8(alpha, layout)
+        run = self._run(frame)
+        return _uint8(run.alpha, run.layout)
 
     @torch.no_grad()
     def alpha_tensor(self, frame) -> torch.Tensor:
-        alpha, _, _, _ = self._infer(frame)
-        return alpha.clone()
+        return self._run(frame).alpha.clone()
+
+    @torch.no_grad()
+    def foreground(self, frame):
+        self._check_foreground()
+        run = self._run(frame)
+        return _like_frame(run.foreground.to(torch.float32, copy=True), run.layout, run.like)
 
     @torch.no_grad()
     def composite(self, frame, background=(0, 255, 0)):
         """background: an (r, g, b) colour of ints 0..255, or a uint8 RGB [H, W, 3] image (NumPy
         or tensor) of the frame's size."""
-        return self._composite(*self._infer(frame), background)
+        return self._composite(self._run(frame, background))
 
     @torch.no_grad()
     def alpha_and_composite(self, frame, background=(0, 255, 0)):
         """(alpha_uint8(frame), composite(frame, background)) from one run of the model."""
-        alpha, x, layout, like = self._infer(frame)
-        return _uint8(alpha, layout), self._composite(alpha, x, layout, like, background)
+        run = self._run(frame, background)
+        return _uint8(run.alpha, run.layout), self._composite(run)
 
-    def _composite(self, alpha, x, layout, like, background):
-        fg = _bchw(x, layout).float()
-        if x.dtype != torch.uint8:
-            fg = fg * 255
-        bg = self._background(background, fg.shape)
-        alpha = alpha.float()
-        out = (alpha * fg + (1 - alpha) * bg).round_().clamp_(0, 255).to(torch.uint8)
-        if isinstance(like, np.ndarray):
-            return out[0].permute(1, 2, 0).cpu().numpy()
-        out = out.to(like.device)
-        if layout == "hwc":
-            return out[0].permute(1, 2, 0)
-        return out[0] if layout == "chw" else out
+    @torch.no_grad()
+    def outputs(self, frame, background=None, foreground: bool = False) -> Outputs:
+        """Outputs(alpha, composite over `background` or None when it is None, the RGBA
+        foreground when `foreground` or None) from one run of the model (see Outputs).
+        foreground=True needs a model that predicts one (ValueError before the model runs)."""
+        if foreground:
+            self._check_foreground()
+        run = self._run(frame, background)
+        alpha = _uint8(run.alpha, run.layout)
+        composite = None if background is None else self._composite(run)
+        rgba = None
+        if foreground:
+            rgb = (run.foreground.float() * 255).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+            rgba = np.concatenate([rgb.cpu().numpy(), alpha.reshape(*rgb.shape[:3], 1)], axis=-1)
+            rgba = rgba if run.layout == "bchw" else rgba[0]
+        return Outputs(alpha, composite, rgba)
 
-    def _infer(self, frame):
-        """(alpha [B, 1, H, W] on device, the frame on device as given, its layout, the frame)."""
+    def _check_foreground(self):
+        if not self.predicts_foreground:
+            raise ValueError(f"Matter: model {self.name} predicts no foreground (only recurrent models such "
+                             "as RVM do); use alpha or composite")
+
+    def _composite(self, run):
+        if run.foreground is not None:
+            fg = run.foreground.float() * 255
+        else:
+            fg = _bchw(run.x, run.layout).float()
+            if run.x.dtype != torch.uint8:
+                fg = fg * 255
+        alpha = run.alpha.float()
+        out = (alpha * fg + (1 - alpha) * run.background).round_().clamp_(0, 255).to(torch.uint8)
+        return _like_frame(out, run.layout, run.like)
+
+    def _run(self, frame, background=None) -> _Run:
+        """The model run on `frame`, with `background` (for a composite) checked first: a frame or
+        background that is refused leaves a recurrent model's state as it was."""
         t, layout = _as_tensor(frame)
-        if self.device.type != "cuda":
-            t = t.to(self.device)
-            return self.model.predict(self._model_input(t, layout)), t, layout, frame
-        with torch.cuda.device(self.device):  # streams and events of this GPU, whichever is current
-            key = (tuple(t.shape), t.dtype, layout)
+        key = (tuple(t.shape), t.dtype, layout)
+        on_gpu = self.device.type == "cuda"
+        # On a GPU: the streams and events of this one, whichever is current.
+        with torch.cuda.device(self.device) if on_gpu else contextlib.nullcontext():
+            bg = None if background is None else self._background(background, _bchw(t, layout).shape)
+            if key != self._clip:  # another shape, dtype or layout: a new clip
+                self._state, self._clip = None, key
             graph = self._graph_for(key) if self.cuda_graph else None
             if graph is not None:
                 self._upload(t, graph.input)
+                if graph.state_in is not None:
+                    _load_state(graph.state_in, self._state)
                 graph.graph.replay()
-                return graph.alpha, graph.input, layout, frame
-            x = self._upload(t)
-            return self.model.predict(self._model_input(x, layout)), x, layout, frame
+                self._state = graph.state_out
+                return _Run(graph.alpha, graph.foreground, graph.input, layout, frame, bg)
+            x = self._upload(t) if on_gpu else t.to(self.device)
+            alpha, foreground, self._state = self._forward(self._model_input(x, layout), self._state)
+            return _Run(alpha, foreground, x, layout, frame, bg)
+
+    def _forward(self, x, state):
+        """(alpha, foreground or None, the new state or None) of one run of the model on its input
+        x [B, 3, H, W], from `state` (a recurrent model's; None: zero). Changes nothing in self,
+        so that a CUDA graph can capture it."""
+        if not self.recurrent:
+            return self.model.predict(x, **self.call_options), None, None
+        out = self.model(x, state=state, **self.call_options)
+        if not isinstance(out, dict) or not {"alpha", "foreground", "state"} <= set(out):
+            got = sorted(out) if isinstance(out, dict) else type(out).__name__
+            raise TypeError(f"Matter: the recurrent model {self.name} must return a dict with 'alpha', "
+                            f"'foreground' and 'state', got {got}")
+        return out["alpha"], out["foreground"], tuple(out["state"])
 
     def _model_input(self, x, layout):
         x = _bchw(x, layout)
@@ -213,6 +327,8 @@ class Matter:
         if key not in self._seen:
             self._seen.add(key)
             return None
+        if self.recurrent and self._state is None:
+            return None  # eager; captured at the clip's next frame, whose state shapes the static buffers
         self._graphs[key] = self._capture(*key)
         if len(self._graphs) > _KEPT_SHAPES:
             torch.cuda.current_stream(self.device).synchronize()  # the oldest graph may still be running
@@ -221,14 +337,17 @@ class Matter:
 
     def _capture(self, shape, dtype, layout):
         static = torch.zeros(shape, dtype=dtype, device=self.device)
-        run = lambda: self.model.predict(self._model_input(static, layout))  # noqa: E731
+        # A recurrent model's graph reads its state from buffers of the state's shapes, which
+        # _run fills before every replay (zeros after a reset).
+        state = None if self._state is None else tuple(s.clone() for s in self._state)
+        run = lambda: self._forward(self._model_input(static, layout), state)  # noqa: E731
         try:
-            graph, alpha = capture_graph(run)
+            graph, (alpha, foreground, new_state) = capture_graph(run)
         except Exception as error:  # capture raises many types; eager still works
             warnings.warn(f"Matter: CUDA graph capture failed for {layout} frames {list(shape)} {dtype} "
                           f"({type(error).__name__}: {error}); running them eagerly", stacklevel=4)
             return None
-        return _Graph(graph, static, alpha)
+        return _Graph(graph, static, alpha, foreground, state, new_state)
 
     def _background(self, background, shape):
         """background as float32 0..255, broadcastable to `shape` [B, 3, H, W], on the device."""
@@ -295,11 +414,55 @@ def _usable(array: np.ndarray) -> np.ndarray:
     return np.array(array)
 
 
+def _load_state(buffers, state):
+    """Copy a recurrent model's `state` (None: zeros) into a graph's static state buffers, on the
+    current stream: in order after the replay that wrote it, before the one that reads them."""
+    for i, buffer in enumerate(buffers):
+        if state is None:
+            buffer.zero_()
+        elif state[i] is not buffer:  # a model may hand a state tensor back unchanged
+            buffer.copy_(state[i])
+
+
 def _uint8(alpha, layout) -> np.ndarray:
     """round(255 alpha) on the device (a quarter of the bytes to copy back), as NumPy [B, H, W]
     for BCHW frames, [H, W] otherwise."""
     quantized = (alpha.float() * 255).round_().to(torch.uint8)[:, 0].cpu().numpy()
     return quantized if layout == "bchw" else quantized[0]
+
+
+def _like_frame(out, layout, like):
+    """out [B, C, H, W] (on the device) in the kind and layout of the frame `like`: NumPy
+    [H, W, C] for a NumPy frame; for a tensor frame, on its device, HWC [H, W, C], CHW [C, H, W]
+    or BCHW as it came."""
+    if isinstance(like, np.ndarray):
+        return out[0].permute(1, 2, 0).cpu().numpy()
+    out = out.to(like.device)
+    if layout == "hwc":
+        return out[0].permute(1, 2, 0)
+    return out[0] if layout == "chw" else out
+
+
+def _call_options(model, recurrent, options) -> dict:
+    """`options` (a mapping, or None) checked against the method Matter calls: a recurrent
+    model's forward, else predict. ValueError naming the key it does not take."""
+    options = dict(options or {})
+    method = model.forward if recurrent else model.predict
+    where = f"{type(model).__name__}.{'forward' if recurrent else 'predict'}"
+    if recurrent and "state" in options:
+        raise ValueError("Matter: call_options cannot set 'state': Matter carries a recurrent model's state "
+                         "from frame to frame (reset() starts a new clip)")
+    parameters = list(inspect.signature(method).parameters.values())
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return options
+    keywords = [p.name for p in parameters[1:]  # the first is the image
+                if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+                and not (recurrent and p.name == "state")]
+    for key in options:
+        if key not in keywords:
+            raise ValueError(f"Matter: call_options {key!r} is not an argument of {where} (it takes "
+                             f"{', '.join(keywords) or 'none besides the image'})")
+    return options
 
 
 def _bchw(x, layout):

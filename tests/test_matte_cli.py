@@ -1,7 +1,8 @@
 """`fastmatte matte` on files in a temporary folder: outputs checked against Matter called on
 the same pixels, every refusal (missing inputs, clobbering, clashing names, bad arguments and
 output folders: exit status 2, one line, before any model is built) and re-runs into the input
-folder. Interrupted, killed and concurrent runs are in test_matte_interrupts.py."""
+folder. Interrupted, killed and concurrent runs are in test_matte_interrupts.py; recurrent (video)
+models and --foreground in test_matter_video.py."""
 import os
 import subprocess
 import sys

@@ -1,12 +1,17 @@
-"""fastmatte.io.video: frames written and read back through OpenCV, and damaged files."""
+"""fastmatte.io.video: frames written and read back through OpenCV, damaged files, and PNG
+sequences (folders of frames) written whole or not at all."""
+import os
+import signal
 import warnings
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from fastmatte.io.atomic import PARTIAL
-from fastmatte.io.video import UnreadableVideo, VideoEndedEarly, VideoReader, VideoWriter
+from fastmatte.io.atomic import PARTIAL, Interrupted
+from fastmatte.io.video import (PngSequenceWriter, UnreadableVideo, VideoEndedEarly, VideoReader, VideoWriter,
+                                foreign_files)
 
 H, W, FRAMES = 48, 64, 12
 
@@ -173,3 +178,138 @@ def test_stopping_early_is_not_a_truncation(tmp_path):
     assert reader.frames_read == 3 and not reader.ended_early
     with pytest.raises(ValueError, match="closed or was iterated already"):
         next(iter(reader))
+
+
+def rgba_frames(n=3, h=H, w=W):
+    rng = np.random.default_rng(7)
+    return [rng.integers(0, 256, (h, w, 4), dtype=np.uint8) for _ in range(n)]
+
+
+def read_sequence(folder):
+    """The frames of a PNG sequence as stored, RGB(A) order: {name: array}."""
+    frames = {}
+    for path in sorted(folder.iterdir()):
+        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        frames[path.name] = image if image.ndim == 2 else cv2.cvtColor(
+            image, cv2.COLOR_BGRA2RGBA if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    return frames
+
+
+def test_png_sequence_holds_exactly_the_frames_and_appears_whole_at_close(tmp_path):
+    folder = tmp_path / "fg"
+    frames = rgba_frames()
+    writer = PngSequenceWriter(folder)
+    for frame in frames:
+        writer.write(frame)
+    assert not folder.exists()  # until close(), only a hidden temporary folder
+    (temporary,) = tmp_path.iterdir()
+    assert temporary.name.startswith(".fg.") and temporary.name.endswith(PARTIAL)
+    writer.close()
+    assert list(tmp_path.iterdir()) == [folder] and writer.frames_written == 3
+    stored = read_sequence(folder)
+    assert list(stored) == ["frame_000000.png", "frame_000001.png", "frame_000002.png"]
+    for got, frame in zip(stored.values(), frames):
+        np.testing.assert_array_equal(got, frame)  # lossless, RGBA order kept
+    writer.close()  # a second close does nothing
+    with pytest.raises(ValueError, match="is closed"):
+        writer.write(frames[0])
+    for name, frame in (("rgb", frames[0][..., :3]), ("gray", frames[0][..., 3])):
+        with PngSequenceWriter(tmp_path / name) as writer:
+            writer.write(np.ascontiguousarray(frame))
+        np.testing.assert_array_equal(read_sequence(tmp_path / name)["frame_000000.png"], frame)
+
+
+def test_png_sequence_refuses_bad_frames(tmp_path):
+    with PngSequenceWriter(tmp_path / "fg") as writer:
+        with pytest.raises(ValueError, match=r"frame must be uint8 \[H, W, 4\] RGBA"):
+            writer.write(np.zeros((H, W, 2), np.uint8))
+        with pytest.raises(ValueError, match="frame must be uint8"):
+            writer.write(np.zeros((H, W, 4), np.float32))
+        writer.write(np.zeros((H, W, 4), np.uint8))
+        with pytest.raises(ValueError, match=rf"frame must be uint8 \[{H}, {W}, 4\], as the first frame"):
+            writer.write(np.zeros((H, W, 3), np.uint8))
+    assert len(read_sequence(tmp_path / "fg")) == 1
+
+
+def test_png_sequence_without_frames_or_after_an_exception_leaves_nothing(tmp_path):
+    with pytest.raises(ValueError, match="no frame was written, so no sequence was made"):
+        with PngSequenceWriter(tmp_path / "fg"):
+            pass
+    with pytest.raises(RuntimeError, match="stopped"):
+        with PngSequenceWriter(tmp_path / "fg") as writer:
+            writer.write(rgba_frames(1)[0])
+            raise RuntimeError("stopped")
+    writer = PngSequenceWriter(tmp_path / "fg")
+    writer.write(rgba_frames(1)[0])
+    writer.discard()
+    assert list(tmp_path.iterdir()) == []
+
+
+def write_sequence(folder, frames, overwrite=False):
+    with PngSequenceWriter(folder, overwrite=overwrite) as writer:
+        for frame in frames:
+            writer.write(frame)
+
+
+def test_png_sequence_replaces_an_earlier_one_whole_and_only_when_told(tmp_path):
+    folder = tmp_path / "fg"
+    old = rgba_frames(5)
+    write_sequence(folder, old)
+    with pytest.raises(FileExistsError, match="fg already exists; not overwritten"):
+        PngSequenceWriter(folder)
+    new = rgba_frames(2, 20, 30)
+    write_sequence(folder, new, overwrite=True)
+    stored = read_sequence(folder)  # the new two frames only: none of the old five left behind
+    assert list(stored) == ["frame_000000.png", "frame_000001.png"]
+    np.testing.assert_array_equal(stored["frame_000001.png"], new[1])
+    assert list(tmp_path.iterdir()) == [folder]  # the old one moved aside was deleted
+    writer = PngSequenceWriter(tmp_path / "late")
+    writer.write(new[0])
+    write_sequence(tmp_path / "late", old[:1])  # another run's, finished first
+    with pytest.raises(FileExistsError, match="late already exists"):
+        writer.close()
+    np.testing.assert_array_equal(read_sequence(tmp_path / "late")["frame_000000.png"], old[0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fg", "late"]
+
+
+def test_png_sequence_never_replaces_what_is_not_a_sequence(tmp_path):
+    folder = tmp_path / "fg"
+    write_sequence(folder, rgba_frames(2))
+    (folder / "notes.txt").write_text("mine")
+    assert foreign_files(folder) == ["notes.txt"]
+    with pytest.raises(FileExistsError, match=r"holds files other than frame_NNNNNN.png \(notes.txt\)"):
+        PngSequenceWriter(folder, overwrite=True)
+    writer = PngSequenceWriter(tmp_path / "other", overwrite=True)
+    writer.write(rgba_frames(1)[0])
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "frame_000000.png.bak").write_text("mine")  # appeared while writing
+    with pytest.raises(FileExistsError, match="holds files other than"):
+        writer.close()
+    assert (tmp_path / "other" / "frame_000000.png.bak").read_text() == "mine"
+    (tmp_path / "file").write_text("a file")
+    with pytest.raises(FileExistsError, match="is not a folder"):
+        PngSequenceWriter(tmp_path / "file", overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fg", "file", "other"]
+
+
+@pytest.mark.parametrize("failure", [OSError(5, "simulated I/O error"), Interrupted(signal.SIGTERM)])
+def test_png_sequence_keeps_the_old_one_when_the_last_rename_fails(tmp_path, monkeypatch, failure):
+    folder = tmp_path / "fg"
+    old = rgba_frames(2)
+    write_sequence(folder, old)
+    writer = PngSequenceWriter(folder, overwrite=True)
+    writer.write(rgba_frames(1, 20, 30)[0])
+    rename = os.rename
+
+    def fail_into_place(source, target):
+        if Path(target) == folder and PARTIAL in Path(source).name and not str(source).endswith("-old"):
+            raise failure
+        rename(source, target)
+
+    monkeypatch.setattr(os, "rename", fail_into_place)
+    with pytest.raises(type(failure)):
+        writer.close()
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == [folder]
+    stored = read_sequence(folder)
+    assert len(stored) == 2 and np.array_equal(stored["frame_000001.png"], old[1])

@@ -1,8 +1,14 @@
 """`fastmatte matte`: the alpha (and a composite) of image and video files, into one folder.
 
 Outputs, for an input STEM.EXT: images give STEM_alpha.png (8-bit gray) and, with a background,
-STEM_composite.png (RGB); videos give STEM_alpha.mp4 and STEM_composite.mp4 (mp4v, lossy).
+STEM_composite.png (RGB); videos give STEM_alpha.mp4 and STEM_composite.mp4 (mp4v, lossy). With
+--foreground (models that predict the foreground colour, such as rvm), every input also gives a
+folder STEM_foreground/ of RGBA PNG frames, frame_000000.png, frame_000001.png, ... (one for a
+photo): the predicted foreground with the alpha in the 4th channel, lossless.
 Inputs that share a stem (a.png and a.jpg) are told apart as STEM_EXT_alpha.png and so on.
+A recurrent (video) model, such as rvm, carries its state from each frame of a video to the
+next; every input starts from a zero state (a photo is a one-frame clip). The composite of a
+model that predicts the foreground is made with that foreground, as its authors do.
 Folders are taken in name order, leaving out hidden files and the files named as outputs of
 another input of the same run (STEM_alpha.png beside STEM.jpg, as -o equal to the input folder
 leaves them): those are earlier results, said and left out, and replaced with --force. A file
@@ -13,12 +19,17 @@ with exit status 2 and one line saying why when: --background is not a known col
 image file (or is empty), an input does not exist, a folder holds no image or video, the output
 folder cannot be created or written, two inputs would still give the same output name, an
 output would replace an input or the background image (never allowed, not even with --force),
-an output's name is taken by a folder, or an output exists already and --force was not given.
+an output's name is taken by a folder (a foreground folder's by a file), a foreground folder
+holds anything but its frames, or an output exists already and --force was not given. Once
+the model is loaded, and still before anything is written: --foreground with a model that
+predicts no foreground (exit status 2).
 
 Every output is whole or absent: it is written to a hidden temporary file beside it
-(.NAME.<pid>-<random>.partial.png or .mp4) and renamed into place once complete (a video after
-its index is written). A killed run leaves no file that looks finished, and runs writing the
-same outputs at once leave one complete result (the last to finish wins), never a mixture.
+(.NAME.<pid>-<random>.partial.png or .mp4; a foreground folder to a hidden temporary folder,
+.NAME.<pid>-<random>.partial) and renamed into place once complete (a video after its index is
+written; an earlier foreground folder is moved aside first, then deleted). A killed run leaves
+no file that looks finished, and runs writing the same outputs at once leave one complete
+result (the last to finish wins), never a mixture.
 Ctrl-C (SIGINT) or SIGTERM stops a run cleanly: the outputs finished before it are kept, the
 unfinished ones removed, one line says so, and the exit status is 130 or 143. Only a run killed
 outright (SIGKILL) can leave a temporary file; later runs ignore it and it is safe to delete.
@@ -41,13 +52,14 @@ import numpy as np
 from fastmatte.cli import usage_error
 from fastmatte.io import MATTE_SUFFIXES, UnreadableImage, read_image, write_image
 from fastmatte.io.atomic import check_output_folder
-from fastmatte.io.video import VIDEO_SUFFIXES, UnreadableVideo, VideoEndedEarly, VideoReader, VideoWriter
+from fastmatte.io.video import (VIDEO_SUFFIXES, PngSequenceWriter, UnreadableVideo, VideoEndedEarly,
+                                VideoReader, VideoWriter, foreign_files)
 
 COLOURS = {"black": (0, 0, 0), "white": (255, 255, 255), "green": (0, 255, 0), "blue": (0, 0, 255),
            "red": (255, 0, 0), "gray": (128, 128, 128), "grey": (128, 128, 128), "yellow": (255, 255, 0),
            "cyan": (0, 255, 255), "magenta": (255, 0, 255)}
 DEFAULT_FPS = 25.0  # for a video whose container gives no frame rate
-KINDS = ("alpha", "composite")  # the outputs of an input, as they are named
+KINDS = ("alpha", "composite", "foreground")  # the outputs of an input, as they are named
 
 
 class PlanError(ValueError):
@@ -56,13 +68,15 @@ class PlanError(ValueError):
 
 @dataclass
 class Job:
-    """One input file and the files made from it: outputs["alpha"] and maybe outputs["composite"]."""
+    """One input file and the files made from it: outputs["alpha"], and maybe outputs["composite"]
+    and outputs["foreground"] (a folder of PNG frames)."""
     source: Path
     is_video: bool
     outputs: dict
 
 
-def plan(inputs, out_dir, composite: bool, force: bool, protected=()) -> tuple[list[Job], list[Path]]:
+def plan(inputs, out_dir, composite: bool, force: bool, protected=(),
+         foreground: bool = False) -> tuple[list[Job], list[Path]]:
     """(the jobs for `inputs`, the files left out of the folders as earlier outputs), or
     PlanError saying what is wrong.
 
@@ -71,7 +85,7 @@ def plan(inputs, out_dir, composite: bool, force: bool, protected=()) -> tuple[l
     outputs of another input of the run (see _earlier_outputs); the same file named twice is done
     once. A file named on the command line is always an input. out_dir must be a folder that
     exists or can be created, and writable. protected: more files no output may replace (the
-    background image)."""
+    background image). composite, foreground: whether the jobs have those outputs."""
     out_dir = Path(out_dir)
     try:
         check_output_folder(out_dir)
@@ -98,7 +112,7 @@ def plan(inputs, out_dir, composite: bool, force: bool, protected=()) -> tuple[l
         if path not in skipped:
             sources.setdefault(path.resolve(), path)
     stems = [p.stem for p in sources.values()]
-    kinds = KINDS if composite else KINDS[:1]
+    kinds = [kind for kind, wanted in zip(KINDS, (True, composite, foreground)) if wanted]
     jobs = [Job(path, _is_video(path), {kind: out_dir / _output_name(path, stems.count(path.stem) > 1, kind)
                                         for kind in kinds})
             for path in sources.values()]
@@ -111,9 +125,11 @@ def _is_video(path: Path) -> bool:
 
 
 def _output_name(source: Path, qualified: bool, kind: str) -> str:
-    """STEM_KIND.png (STEM_KIND.mp4 for a video), or STEM_EXT_KIND... when qualified, that is,
-    when another input shares the stem."""
+    """STEM_KIND.png (STEM_KIND.mp4 for a video; STEM_foreground, a folder, for the foreground),
+    or STEM_EXT_KIND... when qualified, that is, when another input shares the stem."""
     name = f"{source.stem}_{source.suffix.lstrip('.')}" if qualified else source.stem
+    if kind == "foreground":
+        return f"{name}_{kind}"
     return f"{name}_{kind}{'.mp4' if _is_video(source) else '.png'}"
 
 
@@ -136,19 +152,38 @@ def _some(paths, shown=3) -> str:
 def _check_outputs(jobs, protected, force):
     made_by = {}
     for job in jobs:
-        for out in job.outputs.values():
+        for kind, out in job.outputs.items():
             key = out.resolve()
             if key in made_by:
                 raise PlanError(f"{made_by[key]} and {job.source} would both write {out}; rename one, or "
                                 "matte them into different folders")
             if key in protected:
                 raise PlanError(f"refusing to write {out}: it is one of the inputs")
-            if out.is_dir():
+            if kind == "foreground":
+                _check_sequence_folder(out, protected)
+            elif out.is_dir():
                 raise PlanError(f"refusing to write {out}: a folder of that name is in the way")
             made_by[key] = job.source
     existing = [out for job in jobs for out in job.outputs.values() if os.path.lexists(out)]
     if existing and not force:
         raise PlanError(f"{_some(existing)} already exist(s); pass --force to overwrite")
+
+
+def _check_sequence_folder(folder: Path, protected):
+    """A foreground folder that exists may be replaced (with --force) only when it is a folder
+    holding nothing but frames, none of them an input: replacing it deletes what it holds."""
+    if not os.path.lexists(folder):
+        return
+    if not folder.is_dir() or folder.is_symlink():
+        raise PlanError(f"refusing to write {folder}: a file of that name is in the way (it would be a "
+                        "folder of frames)")
+    inside = sorted(str(p) for p in protected if p.parent == folder.resolve())
+    if inside:
+        raise PlanError(f"refusing to replace {folder}: it holds one of the inputs ({inside[0]})")
+    foreign = foreign_files(folder)
+    if foreign:
+        raise PlanError(f"refusing to replace {folder}: it holds files other than frame_NNNNNN.png "
+                        f"({_some(foreign)})")
 
 
 def parse_background(text: str):
@@ -186,13 +221,14 @@ def fit_background(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 class _Backgrounds:
-    """The composite background for each frame size: a colour as is, an image fitted once per size."""
+    """The composite background for each frame size: a colour as is, an image fitted once per size,
+    None without a background (no composite)."""
 
     def __init__(self, background):
         self.background, self.fitted = background, {}
 
     def __call__(self, height, width):
-        if isinstance(self.background, tuple):
+        if self.background is None or isinstance(self.background, tuple):
             return self.background
         if (height, width) not in self.fitted:
             self.fitted[(height, width)] = fit_background(self.background, height, width)
@@ -201,30 +237,35 @@ class _Backgrounds:
 
 def matte_image(matter, job: Job, backgrounds, force: bool, bar):
     image = read_image(job.source)
-    if "composite" in job.outputs:
-        alpha, composite = matter.alpha_and_composite(image, backgrounds(*image.shape[:2]))
-        write_image(job.outputs["composite"], composite, overwrite=force)
-    else:
-        alpha = matter.alpha_uint8(image)
-    write_image(job.outputs["alpha"], alpha, overwrite=force)
+    matter.reset()  # a photo is a clip of its own: a recurrent model starts from a zero state
+    result = matter.outputs(image, backgrounds(*image.shape[:2]), "foreground" in job.outputs)
+    if result.composite is not None:
+        write_image(job.outputs["composite"], result.composite, overwrite=force)
+    if result.foreground is not None:
+        with PngSequenceWriter(job.outputs["foreground"], overwrite=force) as sequence:
+            sequence.write(result.foreground)
+    write_image(job.outputs["alpha"], result.alpha, overwrite=force)
     bar.update(1)
 
 
 def matte_video(matter, job: Job, backgrounds, force: bool, bar):
     """Returns a problem line when the video ended early, else None. The outputs appear only when
-    the whole video is done; any exception removes them unfinished."""
+    the whole video is done; any exception removes them unfinished. A recurrent model starts
+    the video from a zero state and carries its state through it."""
     with VideoReader(job.source) as reader, warnings.catch_warnings(), contextlib.ExitStack() as writers:
         warnings.simplefilter("ignore", VideoEndedEarly)  # reported in the problem list instead
         fps = reader.fps or DEFAULT_FPS
-        out = {kind: writers.enter_context(VideoWriter(path, fps, reader.size, overwrite=force))
+        out = {kind: writers.enter_context(PngSequenceWriter(path, overwrite=force) if kind == "foreground"
+                                           else VideoWriter(path, fps, reader.size, overwrite=force))
                for kind, path in job.outputs.items()}
+        matter.reset()
         for frame in reader:
-            if "composite" in out:
-                alpha, composite = matter.alpha_and_composite(frame, backgrounds(*frame.shape[:2]))
-                out["composite"].write(composite)
-            else:
-                alpha = matter.alpha_uint8(frame)
-            out["alpha"].write(alpha)
+            result = matter.outputs(frame, backgrounds(*frame.shape[:2]), "foreground" in out)
+            out["alpha"].write(result.alpha)
+            if result.composite is not None:
+                out["composite"].write(result.composite)
+            if result.foreground is not None:
+                out["foreground"].write(result.foreground)
             bar.update(1)
         if not reader.frames_read:
             raise UnreadableVideo(f"{job.source}: no frame could be decoded")
@@ -260,7 +301,8 @@ def run(args) -> int:
     try:
         background = None if args.background is None else parse_background(args.background)
         protected = [args.background] if isinstance(background, np.ndarray) else []
-        jobs, skipped = plan(args.inputs, args.out_dir, background is not None, args.force, protected)
+        jobs, skipped = plan(args.inputs, args.out_dir, background is not None, args.force, protected,
+                             args.foreground)
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         if skipped:
             print(f"fastmatte matte: left out {len(skipped)} file(s) named as the outputs of other inputs "
@@ -270,6 +312,9 @@ def run(args) -> int:
             matter = Matter(args.model, weights=args.weights, device=device, precision=args.precision)
     except ValueError as error:  # PlanError, WeightsError, and Matter's argument checks
         return usage_error("matte", str(error))
+    if args.foreground and not matter.predicts_foreground:
+        return usage_error("matte", f"--foreground: model {args.model!r} predicts no foreground (recurrent "
+                                    "models such as rvm do)")
     if matter.random_weights:
         print(f"fastmatte matte: no --weights given, so the {args.model!r} model has random weights: these "
               "mattes are meaningless (the speed is not)", file=sys.stderr)
@@ -310,11 +355,15 @@ def add_parser(sub):
     m.add_argument("-o", "--out-dir", required=True, help="where the outputs go (created if missing)")
     m.add_argument("--model", default="cra", help="model name (default cra)")
     m.add_argument("--weights", help="a local checkpoint in any format fastmatte reads (safetensors, "
-                                     "PyTorch, .pdparams, ONNX); without it, random weights")
+                                     "PyTorch, .pdparams, ONNX); without it, the weights `fastmatte "
+                                     "weights get MODEL` fetched for models that have them, else random")
     m.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if present, else cpu")
     m.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32",
                    help="fp16/bf16: CUDA only (default fp32)")
     m.add_argument("--background", metavar="COLOR|IMAGE",
                    help="also write composites over a colour (green, white, #RRGGBB, r,g,b) or an image file")
+    m.add_argument("--foreground", action="store_true",
+                   help="also write the predicted foreground of each input as RGBA PNG frames in "
+                        "STEM_foreground/ (models that predict it, such as rvm)")
     m.add_argument("--force", action="store_true", help="overwrite existing outputs (inputs never)")
     m.set_defaults(run=run)

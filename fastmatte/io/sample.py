@@ -1,5 +1,6 @@
 """Synthetic matting data, made here from a seed (nothing is downloaded): a photo-like portrait
-with a true alpha for demos and benchmarks, and random composites for training tests."""
+with a true alpha for demos and benchmarks, random composites for training tests, and video
+clips made from a still photograph by a slow pan and zoom (for the video demo)."""
 import math
 from pathlib import Path
 
@@ -10,11 +11,13 @@ import torch.nn.functional as F
 
 from fastmatte.io.atomic import check_output_folder
 from fastmatte.io.images import write_image
+from fastmatte.io.video import VideoWriter
 
 _SHIFT = 4  # cv2 polygon coordinates in 1/16 pixel, for sub-pixel outlines
 _SKIN = ((0.93, 0.75, 0.63), (0.80, 0.58, 0.45), (0.56, 0.38, 0.28), (0.98, 0.84, 0.74))
 _HAIR = ((0.16, 0.10, 0.06), (0.33, 0.21, 0.12), (0.07, 0.06, 0.05), (0.62, 0.46, 0.27))
 _HAIR_CENTER, _HAIR_RX, _HAIR_RY = 0.38, 0.160, 0.190  # the hair mass ellipse, in units of H
+CLIP_SIZE = (1280, 720)  # (width, height) of the clips made from a photo
 
 
 def sample_portrait(height=1080, width=1920, seed=0):
@@ -101,6 +104,82 @@ def write_sample(out_dir, resolution=(1080, 1920), seed=0, force=False):
     for path, data in zip(paths, (image, alpha)):
         write_image(path, data, overwrite=force)
     return paths
+
+
+def pan_zoom_windows(photo_size, frames=48, aspect=16 / 9, zoom=1.15, start=(0.5, 0.6), end=(0.4, 0.0)):
+    """The crop windows of a slow pan and zoom across a photo of photo_size (height, width):
+    float64 [frames, 4], rows (x, y, width, height) in the photo's pixels (x, y: the window's
+    top-left corner; continuous coordinates, 0 at the photo's top-left edge).
+
+    The first window is the largest of the given aspect ratio (width / height) that fits in the
+    photo, the last one `zoom` times smaller on each side (zoom >= 1: zoomed in). In between the
+    size shrinks geometrically (a constant zoom speed) and the position moves from `start` to
+    `end`, both along the smoothstep 3t^2 - 2t^3 of time, so the camera starts and stops gently
+    and every step is a small one. Positions are fractions (x, y) of the room the window has to
+    move in: (0, 0) puts it in the top-left corner, (1, 1) in the bottom-right, so every window
+    lies inside the photo. The defaults tilt up from below the middle of the photo to its top (a
+    portrait's face) while drifting a little left. frames: an int >= 1."""
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+        raise ValueError(f"pan_zoom_windows: frames must be an int >= 1, got {frames!r}")
+    if not (isinstance(zoom, (int, float)) and math.isfinite(zoom) and zoom >= 1):
+        raise ValueError(f"pan_zoom_windows: zoom must be a number >= 1, got {zoom!r}")
+    if not (isinstance(aspect, (int, float)) and math.isfinite(aspect) and aspect > 0):
+        raise ValueError(f"pan_zoom_windows: aspect must be a number > 0, got {aspect!r}")
+    for name, point in (("start", start), ("end", end)):
+        if len(point) != 2 or not all(0 <= v <= 1 for v in point):
+            raise ValueError(f"pan_zoom_windows: {name} must be (x, y) fractions in 0..1, got {point!r}")
+    height, width = photo_size
+    first_width = min(width, height * aspect)
+    t = np.linspace(0.0, 1.0, frames)
+    eased = t * t * (3 - 2 * t)
+    size = (first_width * zoom ** -eased)[:, None] * [1.0, 1 / aspect]  # (width, height) per frame
+    where = (1 - eased)[:, None] * np.asarray(start) + eased[:, None] * np.asarray(end)  # (x, y) fractions
+    corner = where * ([width, height] - size)
+    return np.concatenate([corner, size], axis=1)
+
+
+def pan_zoom_frames(photo, frames=48, size=CLIP_SIZE, zoom=1.15, start=(0.5, 0.6), end=(0.4, 0.0)):
+    """A clip made from a still photograph by a slow pan and zoom (see pan_zoom_windows): an
+    iterator of `frames` uint8 RGB frames [height, width, 3], size = (width, height), each the
+    window of its time resampled (bicubic, sub-pixel placed, so the motion is smooth) to that
+    size. The same arguments give the same frames. photo: uint8 RGB [H, W, 3]; a photo larger
+    than the frames is first shrunk once with area averaging, so that resampling only enlarges
+    and does not alias. Arguments are checked here, before the first frame."""
+    if not isinstance(photo, np.ndarray) or photo.dtype != np.uint8 or photo.ndim != 3 \
+            or photo.shape[2] != 3 or 0 in photo.shape:
+        got = f"{photo.dtype} {list(photo.shape)}" if isinstance(photo, np.ndarray) else type(photo).__name__
+        raise ValueError(f"pan_zoom_frames: photo must be uint8 RGB [H, W, 3], got {got}")
+    if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
+        raise ValueError(f"pan_zoom_frames: size must be (width, height), positive ints, got {size!r}")
+    width, height = size
+    windows = pan_zoom_windows(photo.shape[:2], frames, width / height, zoom, start, end)
+    shrink = width / windows[0, 2]
+    if shrink < 1:
+        shrunk = [max(1, round(side * shrink)) for side in photo.shape[1::-1]]  # (width, height)
+        photo = cv2.resize(photo, shrunk, interpolation=cv2.INTER_AREA)
+        windows = pan_zoom_windows(photo.shape[:2], frames, width / height, zoom, start, end)
+    return (_crop(photo, window, size) for window in windows)
+
+
+def _crop(photo, window, size):
+    """The window (x, y, w, h) of photo resampled to size (width, height): pixel centres map to
+    pixel centres, so the window's edges land on the frame's edges."""
+    x, y, w, _ = window
+    scale = size[0] / w
+    matrix = np.array([[scale, 0, scale * (0.5 - x) - 0.5], [0, scale, scale * (0.5 - y) - 0.5]])
+    return cv2.warpAffine(photo, matrix, size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
+
+
+def write_pan_zoom_clip(photo, path, fps=24.0, size=CLIP_SIZE, overwrite=False, **motion):
+    """Writes pan_zoom_frames(photo, size=size, **motion) (by default 48 frames of 1280x720,
+    zooming in by 15%) as an mp4v video at `fps` (2 s at the default 24) with
+    fastmatte.io.video.VideoWriter: whole or absent, an existing file replaced only with
+    overwrite (FileExistsError before any frame is made otherwise). Returns the path."""
+    frames = pan_zoom_frames(photo, size=size, **motion)
+    with VideoWriter(path, fps, size, overwrite=overwrite) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return Path(path)
 
 
 def synthetic_composites(batch, height, width, generator=0, device="cpu"):

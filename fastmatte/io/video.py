@@ -1,14 +1,20 @@
 """Video files through OpenCV: RGB frames in (any container and codec its FFmpeg build reads),
 MPEG-4 Part 2 ("mp4v", the encoder opencv-python-headless ships with) out, each file whole or
-absent (written beside the target, then renamed)."""
+absent (written beside the target, then renamed); and PNG sequences out (a folder of lossless
+frames, RGBA among them), each folder whole or absent in the same way."""
+import errno
 import math
+import os
+import re
+import secrets
+import shutil
 import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from fastmatte.io.atomic import PartialFile
+from fastmatte.io.atomic import PARTIAL, PartialFile
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv")
 
@@ -152,6 +158,136 @@ class VideoWriter(_OpenCVFile):
         """Stop writing and remove the unfinished file; `path` is left as it was."""
         super().close()
         self._partial.discard()
+
+    def __exit__(self, exc_type, *exc):
+        if exc_type is None:
+            self.close()
+        else:
+            self.discard()
+
+
+FRAME_NAME = "frame_{:06d}.png"  # the frames of a PNG sequence, numbered from 0
+_FRAME = re.compile(r"frame_\d{6}\.png")
+
+
+def foreign_files(folder) -> list[str]:
+    """The names in `folder` (sorted) that are not frames of a PNG sequence (frame_NNNNNN.png
+    files): what replacing the folder would destroy besides an earlier sequence."""
+    return sorted(entry.name for entry in os.scandir(folder)
+                  if not (_FRAME.fullmatch(entry.name) and entry.is_file(follow_symlinks=False)))
+
+
+class PngSequenceWriter:
+    """Writes uint8 frames as a folder of PNG files, frame_000000.png, frame_000001.png, ...:
+    RGBA [H, W, 4] (straight, not premultiplied, alpha in the 4th channel), RGB [H, W, 3] or
+    gray [H, W]; every frame of the first one's shape (ValueError otherwise). PNG is lossless:
+    the files hold exactly the values written.
+
+    The folder is whole or absent, as VideoWriter's file is: the frames go to a hidden temporary
+    folder beside `folder` (.NAME.<pid>-<random>.partial, made at the first frame), and close()
+    renames it to `folder` (ValueError if no frame was written). An existing `folder` is never
+    replaced unless overwrite (FileExistsError, here or at close() when it appeared meanwhile),
+    and never when it is not a folder or holds anything but frames (FileExistsError naming the
+    first of them, see foreign_files): an earlier sequence is moved aside, the new one renamed
+    into place and the old one deleted, so that `folder` holds at every moment the old sequence,
+    nothing, or the new one (the old one again if the last rename fails or is interrupted; a
+    folder another run puts there between the two renames is kept, and FileExistsError raised).
+    discard(), or an exception leaving a with block, removes the temporary folder; `folder` is
+    left as it was.
+    """
+
+    def __init__(self, folder, overwrite: bool = False):
+        self.path = Path(folder)
+        self.overwrite = overwrite
+        self.frames_written = 0
+        self._shape = None  # the first frame's
+        self._temporary = None  # made at the first frame
+        self._closed = False
+        self._check_replaceable()
+
+    def write(self, frame: np.ndarray):
+        if self._closed:
+            raise ValueError(f"PngSequenceWriter({self.path}) is closed")
+        is_array = isinstance(frame, np.ndarray)
+        if not is_array or frame.dtype != np.uint8 or 0 in frame.shape \
+                or not (frame.ndim == 2 or frame.ndim == 3 and frame.shape[2] in (3, 4)) \
+                or self._shape not in (None, frame.shape):
+            got = f"{frame.dtype} {list(frame.shape)}" if is_array else type(frame).__name__
+            want = "uint8 [H, W, 4] RGBA, [H, W, 3] RGB or [H, W] gray" if self._shape is None \
+                else f"uint8 {list(self._shape)}, as the first frame"
+            raise ValueError(f"PngSequenceWriter({self.path}): frame must be {want}, got {got}")
+        shape = frame.shape
+        if frame.ndim == 3:  # OpenCV stores BGR(A)
+            frame = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR if shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
+        ok, encoded = cv2.imencode(".png", frame)
+        if not ok:
+            raise OSError(f"{self.path}: OpenCV could not encode frame {self.frames_written} as PNG")
+        if self._temporary is None:
+            # Named before it exists, so that discard() removes it wherever an interruption lands.
+            self._temporary = self.path.with_name(
+                f".{self.path.name}.{os.getpid()}-{secrets.token_hex(4)}{PARTIAL}")
+            os.mkdir(self._temporary)
+        encoded.tofile(self._temporary / FRAME_NAME.format(self.frames_written))
+        self._shape = shape
+        self.frames_written += 1
+
+    def close(self):
+        """Put the folder in place at `path` (nothing more happens on a second call). Without any
+        frame written, nothing is put in place and ValueError says so."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._temporary is None:
+            raise ValueError(f"PngSequenceWriter({self.path}): no frame was written, so no sequence was made")
+        try:
+            self._commit()
+        except BaseException:
+            self.discard()
+            raise
+        self._temporary = None
+
+    def _commit(self):
+        aside = None
+        try:
+            if os.path.lexists(self.path):
+                self._check_replaceable()
+                aside = self._temporary.with_name(self._temporary.name + "-old")
+                os.rename(self.path, aside)
+            os.rename(self._temporary, self.path)
+        except BaseException as error:  # an interruption too: the old sequence back rather than nothing
+            if aside is not None and not os.path.lexists(self.path):
+                os.rename(aside, self.path)
+                aside = None
+            if isinstance(error, OSError) and error.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                raise FileExistsError(f"{self.path} appeared while this sequence was written; not "
+                                      "replaced") from error  # another run's, put there meanwhile
+            raise
+        finally:
+            if aside is not None:
+                shutil.rmtree(aside, ignore_errors=True)
+
+    def _check_replaceable(self):
+        if not os.path.lexists(self.path):
+            return
+        if not self.overwrite:
+            raise FileExistsError(f"{self.path} already exists; not overwritten (pass overwrite=True / "
+                                  "--force)")
+        if not self.path.is_dir() or self.path.is_symlink():
+            raise FileExistsError(f"{self.path} exists and is not a folder; not replaced by a PNG sequence")
+        foreign = foreign_files(self.path)
+        if foreign:
+            raise FileExistsError(f"{self.path} holds files other than frame_NNNNNN.png ({foreign[0]}"
+                                  f"{' and more' if len(foreign) > 1 else ''}); not replaced")
+
+    def discard(self):
+        """Stop writing and remove the unfinished folder; `path` is left as it was."""
+        self._closed = True
+        if self._temporary is not None:
+            shutil.rmtree(self._temporary, ignore_errors=True)
+            self._temporary = None
+
+    def __enter__(self):
+        return self
 
     def __exit__(self, exc_type, *exc):
         if exc_type is None:
