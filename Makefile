@@ -29,7 +29,7 @@ setup:
 # Everything goes to demo/ (replaced on every run).
 demo: setup
 	$(PYTHON) -m fastmatte info
-	$(PYTHON) -m fastmatte bench --model cra --res hd --out demo
+	$(PYTHON) -m fastmatte bench --model cra --res hd --out demo --force
 	$(PYTHON) -m fastmatte sample demo --force
 	$(PYTHON) -m fastmatte matte demo/portrait.png -o demo/mattes --background green --force
 	$(PYTHON) -m fastmatte.io.demo demo --force
