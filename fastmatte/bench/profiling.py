@@ -1,30 +1,48 @@
-"""Where a model's frame time goes: the time inside each of its stages (top-level modules and the
-fastmatte modules within them), and a torch.profiler summary of the top ops by self time."""
+"""Where a model's frame time goes: the time inside each of its stages (top-level modules, the
+fastmatte modules within them, and named parts of RVM's refiner), and a torch.profiler summary
+of the top ops by self time."""
+import contextlib
+import functools
+import sys
 import time
+from unittest import mock
 
 import torch
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
 from fastmatte.bench.timing import synchronize
+from fastmatte.models.rvm.refiner import DeepGuidedFilterRefiner
 from fastmatte.nn import CrossRegionAttention, GatedConv2d
 
 FASTMATTE_MODULES = (CrossRegionAttention, GatedConv2d)
 
 
-def model_stages(model: nn.Module) -> dict[str, nn.Module]:
-    """The modules whose time profile_summary reports: the model's direct children ("backbone",
-    "decoder", "refiner") and, nested in them, every fastmatte module ("refiner.attention")."""
+def model_stages(model: nn.Module) -> dict:
+    """The stages whose time profile_summary reports: the model's direct children (CRA:
+    "backbone", "decoder", "refiner"; RVM: "backbone", "aspp" (LR-ASPP), "decoder", "project",
+    "refiner"), nested in them every fastmatte module ("refiner.attention"), and in a deep
+    guided filter refiner (RVM's) its two halves: "refiner.low-res" (the coefficients at the
+    network's resolution) and "refiner.guided_upsample" (the full-resolution op). A stage is a
+    module, or (owner, attribute name) of a function that its parent calls through that
+    attribute (a method of the module, the op in the module's Python module)."""
     stages = dict(model.named_children())
-    stages.update((name, m) for name, m in model.named_modules() if isinstance(m, FASTMATTE_MODULES)
-                  and name not in stages)
+    for name, module in model.named_modules():
+        if isinstance(module, FASTMATTE_MODULES) and name not in stages:
+            stages[name] = module
+        if isinstance(module, DeepGuidedFilterRefiner):
+            stages[f"{name}.low-res"] = (module, "coefficients")
+            stages[f"{name}.guided_upsample"] = (sys.modules[type(module).__module__], "guided_upsample")
     return stages
 
 
-def stage_ms(fn, stages: dict[str, nn.Module], device, iterations=5) -> dict[str, float]:
-    """Milliseconds per fn() call spent inside each module's forward (hooks around it: CUDA events
-    on a GPU, so that nothing waits on the device mid-frame; the wall clock on the CPU), plus
-    "frame", the whole call, synchronized. A nested stage's time is also in its parent's."""
+def stage_ms(fn, stages: dict, device, iterations=5) -> dict[str, float]:
+    """Milliseconds per fn() call spent inside each stage (model_stages' kinds: a module's
+    forward, timed by hooks around it; (owner, attribute), timed by a wrapper put in that
+    attribute's place meanwhile), with CUDA events on a GPU, so that nothing waits on the
+    device mid-frame, and the wall clock on the CPU; plus "frame", the whole call,
+    synchronized. A nested stage's time is also in its parent's. Hooks and wrappers are
+    removed afterwards."""
     device = torch.device(device)
     on_gpu = device.type == "cuda"
     spans = {name: [] for name in stages}  # (start, end) per call: events or perf_counter values
@@ -36,11 +54,27 @@ def stage_ms(fn, stages: dict[str, nn.Module], device, iterations=5) -> dict[str
             return event
         return time.perf_counter()
 
-    hooks = []
-    for name, module in stages.items():
-        hooks.append(module.register_forward_pre_hook(lambda *_, name=name: spans[name].append([mark()])))
-        hooks.append(module.register_forward_hook(lambda *_, name=name: spans[name][-1].append(mark())))
-    try:
+    def timed(name, function):
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            spans[name].append([mark()])
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spans[name][-1].append(mark())
+        return wrapper
+
+    with contextlib.ExitStack() as undo:
+        for name, stage in stages.items():
+            if isinstance(stage, nn.Module):
+                pre = stage.register_forward_pre_hook(lambda *_, name=name: spans[name].append([mark()]))
+                post = stage.register_forward_hook(lambda *_, name=name: spans[name][-1].append(mark()))
+                undo.callback(pre.remove)
+                undo.callback(post.remove)
+            else:
+                owner, attribute = stage
+                wrapper = timed(name, getattr(owner, attribute))
+                undo.enter_context(mock.patch.object(owner, attribute, wrapper))
         fn()  # not counted: the first call after a change of hooks may rebuild caches
         synchronize(device)
         for recorded in spans.values():
@@ -50,9 +84,6 @@ def stage_ms(fn, stages: dict[str, nn.Module], device, iterations=5) -> dict[str
             fn()
         synchronize(device)
         frame_ms = (time.perf_counter() - start) * 1e3 / iterations
-    finally:
-        for hook in hooks:
-            hook.remove()
     elapsed = (lambda a, b: a.elapsed_time(b)) if on_gpu else (lambda a, b: (b - a) * 1e3)
     times = {name: sum(elapsed(a, b) for a, b in recorded) / iterations for name, recorded in spans.items()}
     return times | {"frame": frame_ms}
@@ -67,8 +98,8 @@ def profile_summary(fn, device, iterations=5, top=15, stages=None) -> dict:
     self time per call (on CUDA, frame_ms - busy_ms is time the GPU sat idle); ops: the `top`
     ops by self time, each {name, calls, self_ms, total_ms, percent}, per call, percent = self_ms
     as a share of frame_ms. User annotations (record_function ranges) are left out, so that
-    no kernel counts twice. stages: when given {name: module}, also "stages": stage_ms of them
-    (measured outside the profiler).
+    no kernel counts twice. stages: when given (model_stages' dict), also "stages": stage_ms of
+    them (measured outside the profiler).
     """
     device = torch.device(device)
     on_gpu = device.type == "cuda"

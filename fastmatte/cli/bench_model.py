@@ -13,12 +13,14 @@ from pathlib import Path
 import torch
 
 from fastmatte.bench.chart import write_chart
-from fastmatte.bench.markdown import model_markdown
+from fastmatte.bench.markdown import figure_columns, model_markdown, speedup, speedup_baselines
 from fastmatte.bench.model import (DEFAULT_REPEATS, OutputMismatch, check_arguments, model_benchmark,
-                                       parse_resolutions)
+                                   parse_resolutions)
 from fastmatte.bench.profiling import format_profile, format_stage_comparison
+from fastmatte.bench.workloads import workload
 from fastmatte.cli import usage_error
 from fastmatte.io.atomic import output_file_problem, write_file
+from fastmatte.models import WeightsError
 
 DEFAULT_OUT = "bench/results"
 OPTION_NAMES = {"model_name": "--model", "resolutions": "--res", "device": "--device",
@@ -28,7 +30,8 @@ OP_SUITE_OPTIONS = {"json": "--json", "suite": "--suite", "ops": "--ops"}
 
 def run_model_bench(args) -> int:
     """Run model_benchmark as the bench arguments ask; exit status 2 for arguments that cannot
-    run, 1 when fastmatte's output does not match the eager model's."""
+    run, 1 when a backend's output (fastmatte's, its CUDA graph's, onnxruntime's) does not match
+    the eager model's or the model's weights file cannot be read."""
     for dest, option in OP_SUITE_OPTIONS.items():
         if getattr(args, dest) is not None:
             return usage_error("bench", f"{option} is for the op suites; with --model the records go to "
@@ -53,13 +56,12 @@ def run_model_bench(args) -> int:
         if problem:
             return usage_error("bench", problem)
     repeats = args.repeats or DEFAULT_REPEATS[device.type]
-    print(f"model {args.model} (random weights; the refined band is a fixed portrait trimap, the same for "
-          f"every backend), batch 1, median of {repeats} calls (at least 5 within 10 s), backends taking "
-          f"turns, synchronized")
+    print(f"model {args.model} ({workload(args.model).describe()}), batch 1, median of {repeats} calls (at "
+          f"least 5 within 10 s), backends taking turns, synchronized")
     try:
         records = model_benchmark(args.model, resolutions, device, args.precision, repeats, args.compile,
                                   args.profile)
-    except OutputMismatch as error:
+    except (OutputMismatch, WeightsError) as error:
         print(f"fastmatte bench: {error}", file=sys.stderr)
         return 1
     for record in records:
@@ -84,18 +86,24 @@ def run_model_bench(args) -> int:
 
 
 def format_table(records) -> str:
-    """Records as text: device line, then resolution, backend, tiles, ms, FPS, speedup vs
-    eager (same resolution), max |alpha - eager alpha|; a failed backend shows its error."""
+    """Records as text: device line, then resolution, backend, the model's own figure (CRA:
+    tiles; RVM: the downsample ratio), ms, FPS, speedup vs eager and, where its records exist,
+    vs onnxruntime (same resolution), max |alpha - eager alpha|; a failed backend shows its
+    error."""
     first = records[0]
+    figures = figure_columns(records)
+    baselines = speedup_baselines(records)
     lines = [f"device: {first['device']}   torch {first['torch']}   precision {first['precision']}",
-             f"{'res':10s} {'backend':10s} {'tiles':>6s} {'ms':>10s} {'FPS':>8s} {'vs eager':>8s} "
-             f"{'max|diff|':>10s}"]
-    eager = {r["resolution"]: r["ms_median"] for r in records if r["backend"] == "eager"}
+             f"{'res':10s} {'backend':11s} " + "".join(f"{title:>6s} " for _, title, _ in figures)
+             + f"{'ms':>10s} {'FPS':>8s} " + "".join(f"{'vs ' + b:>{len(b) + 3}s} " for b in baselines)
+             + f"{'max|diff|':>10s}"]
     for r in records:
-        head = f"{r['resolution']:10s} {r['backend']:10s}"
+        head = f"{r['resolution']:10s} {r['backend']:11s}"
         if r["ms_median"] is None:
             lines.append(f"{head} failed: {r['error']}")
             continue
-        lines.append(f"{head} {r['tiles']:6d} {r['ms_median']:10.2f} {r['fps_median']:8.2f} "
-                     f"{eager[r['resolution']] / r['ms_median']:7.2f}x {r['max_abs_diff_vs_eager']:10.2g}")
+        lines.append(f"{head} " + "".join(f"{r[key]:6{fmt}} " for key, _, fmt in figures)
+                     + f"{r['ms_median']:10.2f} {r['fps_median']:8.2f} "
+                     + "".join(f"{speedup(records, r, b):>{len(b) + 3}s} " for b in baselines)
+                     + f"{r['max_abs_diff_vs_eager']:10.2g}")
     return "\n".join(lines)

@@ -1,0 +1,15 @@
+"""The workload of each zoo model in the end-to-end benchmark (fastmatte.bench.model): base.py says
+what a workload is; cra.py and rvm.py are the models' (rvm_onnxruntime.py: RVM's onnxruntime
+backend)."""
+from fastmatte.bench.workloads.base import Workload
+from fastmatte.bench.workloads.cra import CRAWorkload
+from fastmatte.bench.workloads.rvm import RVMWorkload
+
+WORKLOADS = {"cra": CRAWorkload, "rvm": RVMWorkload}
+
+
+def workload(model_name) -> Workload:
+    """A new workload of the zoo model `model_name` (ValueError naming the ones there are)."""
+    if model_name not in WORKLOADS:
+        raise ValueError(f"no benchmark workload for model {model_name!r}; there are: {', '.join(WORKLOADS)}")
+    return WORKLOADS[model_name]()
