@@ -39,6 +39,7 @@ demo: setup
 	$(PYTHON) -m fastmatte.io.demo demo --force
 	rm -rf demo/mattes/astronaut_*
 	@if $(PYTHON) -m fastmatte weights get rvm; then \
+	  $(PYTHON) -m fastmatte bench --model rvm --res hd --out demo --force && \
 	  $(PYTHON) -m fastmatte matte demo/astronaut.png demo/astronaut_pan.mp4 -o demo/mattes --model rvm \
 	    --background green --force && \
 	  echo "RVM, REAL weights (its authors' release): mattes/astronaut_alpha.png + astronaut_composite.png" && \

