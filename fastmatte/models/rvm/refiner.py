@@ -47,4 +47,7 @@ class DeepGuidedFilterRefiner(nn.Module):
 
     def forward(self, image, image_low, foreground_residual, alpha, hidden, backend=None):
         a, b = self.coefficients(image_low, foreground_residual, alpha, hidden)
+        # In the image's layout (the low-resolution maps may be channels-last): the eager reference
+        # would otherwise mix layouts in its full-resolution arithmetic.
+        a, b = (t.contiguous(memory_format=torch.contiguous_format) for t in (a, b))
         return guided_upsample(image, a, b, backend=backend)
