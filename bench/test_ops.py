@@ -13,6 +13,7 @@ import torch
 from fastmatte.bench.timing import synchronize
 from fastmatte.bench.attention import attention_cases
 from fastmatte.bench.gated_conv import gated_conv_cases
+from fastmatte.bench.guided_upsample import CASES as UPSAMPLE_CASES, guided_upsample_cases
 from fastmatte.bench.tiles import tile_op_cases
 from fastmatte.bench.trimap_fusion import CASES as FUSION_CASES, trimap_fusion_cases
 from fastmatte.bench.window_attention import window_attention_cases
@@ -25,9 +26,11 @@ CASES = {
     "window_attention": [f"window_attention stage {i}" for i in (1, 2, 3, 4)] + ["window_attention x12"],
     "gated_conv": [f"gated_conv C={c}{kind}" for c in (8, 16, 32) for kind in ("", " fwd+bwd")],
     "trimap_fusion": [case[0] for case in FUSION_CASES],
+    "guided_upsample": [case[0] for case in UPSAMPLE_CASES],
 }
 BUILDERS = {"tiles": tile_op_cases, "attention": attention_cases, "window_attention": window_attention_cases,
-            "gated_conv": gated_conv_cases, "trimap_fusion": trimap_fusion_cases}
+            "gated_conv": gated_conv_cases, "trimap_fusion": trimap_fusion_cases,
+            "guided_upsample": guided_upsample_cases}
 
 
 @functools.lru_cache(maxsize=None)

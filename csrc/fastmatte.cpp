@@ -46,6 +46,14 @@ TORCH_LIBRARY(fastmatte, m) {
         " -> Tensor");
   m.def("trimap_fusion_backward(Tensor grad_alpha, Tensor semantic, int unknown_class) -> Tensor");
 
+  // The full-resolution end of a deep guided filter (RVM's refiner): coefficients upsampled and
+  // applied to the frame in one pass.
+  m.def("guided_upsample(Tensor image, Tensor coef_a, Tensor coef_b)"
+        " -> (Tensor foreground, Tensor alpha)");
+  m.def("guided_upsample_backward(Tensor grad_foreground, Tensor grad_alpha, Tensor image,"
+        " Tensor coef_a, Tensor coef_b) -> (Tensor grad_image, Tensor grad_coef_a,"
+        " Tensor grad_coef_b)");
+
   // Matting metrics (the DIM evaluation code's Grad and Conn): one value per image, already / 1000.
   m.def("gradient_error(Tensor pred, Tensor gt, Tensor? mask=None) -> Tensor");
   m.def("connectivity_error(Tensor pred, Tensor gt, Tensor? mask=None) -> Tensor");

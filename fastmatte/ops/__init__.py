@@ -12,6 +12,6 @@ from fastmatte.ops.select_tiles import TileSelection, select_tiles
 from fastmatte.ops.trimap_fusion import trimap_fusion
 from fastmatte.ops.window_attention import window_attention
 
-__all__ = ["TileSelection", "connectivity_error", "gated_conv", "gather_tiles", "gradient_error", "group_attention", "guided_upsample",
-           "knn_attention", "knn_tiles", "scatter_tiles", "select_tiles", "trimap_fusion",
-           "window_attention"]
+__all__ = ["TileSelection", "connectivity_error", "gated_conv", "gather_tiles", "gradient_error",
+           "group_attention", "guided_upsample", "knn_attention", "knn_tiles", "scatter_tiles",
+           "select_tiles", "trimap_fusion", "window_attention"]
