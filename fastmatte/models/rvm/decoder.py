@@ -45,6 +45,11 @@ class ConvGRU(nn.Module):
 
     def forward(self, x, state):
         state = state.expand_as(x)
+        if x.stride(1) == 1 and x.shape[1] > 1:  # x is channels-last (or a channel slice of it)
+            # Keep the decoder channels-last (see RVM.forward): a broadcast zero state, or an NCHW
+            # one given by the caller, would turn the concatenations, and every layer after them,
+            # back to NCHW.
+            state = state.contiguous(memory_format=torch.channels_last)
         r, z = torch.sigmoid(self.gates(torch.cat([x, state], 1))).chunk(2, 1)
         candidate = torch.tanh(self.candidate(torch.cat([x, r * state], 1)))
         return (1 - z) * state + z * candidate
