@@ -67,6 +67,15 @@ inline void check_dtype(const at::Tensor& t, at::ScalarType dtype, const char* o
               ", got ", t.scalar_type());
 }
 
+// float32, float64, float16 or bfloat16: the dtypes of the kernels that dispatch on all four.
+inline void check_float_dtype(const at::Tensor& t, const char* op, const char* name) {
+  const auto dtype = t.scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf ||
+                  dtype == at::kBFloat16,
+              "fastmatte.", op, ": ", name, " must be float32, float64, float16 or bfloat16, got ",
+              dtype);
+}
+
 inline void check_same_device(const at::Tensor& t, const at::Tensor& ref, const char* op,
                               const char* name, const char* ref_name) {
   TORCH_CHECK(t.device() == ref.device(), "fastmatte.", op, ": ", name, " is on ", t.device(),

@@ -36,18 +36,10 @@ struct Sizes {
   int64_t B, h, w, H, W;
 };
 
-void check_dtype_supported(const at::Tensor& t, const char* op, const char* name) {
-  const auto dtype = t.scalar_type();
-  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf ||
-                  dtype == at::kBFloat16,
-              "fastmatte.", op, ": ", name, " must be float32, float64, float16 or bfloat16, got ",
-              dtype);
-}
-
 Sizes check_inputs(const at::Tensor& image, const at::Tensor& coef_a, const at::Tensor& coef_b,
                    const char* op) {
   check_rank(image, op, "image", 4, "[B, 3, H, W]");
-  check_dtype_supported(image, op, "image");
+  check_float_dtype(image, op, "image");
   TORCH_CHECK(image.size(1) == 3 && image.size(2) > 0 && image.size(3) > 0, "fastmatte.", op,
               ": image must be [B, 3, H, W] with H, W >= 1, got ", image.sizes());
   const int64_t B = image.size(0);

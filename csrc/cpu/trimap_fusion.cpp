@@ -33,26 +33,18 @@ struct FusionSizes {
   int64_t B, h, w, H, W;
 };
 
-void check_dtype_supported(const at::Tensor& t, const char* op, const char* name) {
-  const auto dtype = t.scalar_type();
-  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf ||
-                  dtype == at::kBFloat16,
-              "fastmatte.", op, ": ", name, " must be float32, float64, float16 or bfloat16, got ",
-              dtype);
-}
-
 // semantic [B, 3, h, w] and the full-resolution tensor (detail, or grad_alpha in the backward)
 // [B, 1, H, W]; their dtypes may differ.
 FusionSizes check_fusion_inputs(const at::Tensor& semantic, const at::Tensor& full,
                                 const char* full_name, int64_t unknown_class, const char* op) {
   check_rank(semantic, op, "semantic", 4, "[B, 3, h, w]");
-  check_dtype_supported(semantic, op, "semantic");
+  check_float_dtype(semantic, op, "semantic");
   check_contiguous(semantic, op, "semantic");
   TORCH_CHECK(semantic.size(1) == kClasses && semantic.size(2) > 0 && semantic.size(3) > 0,
               "fastmatte.", op, ": semantic must be [B, 3, h, w] (fg, unknown, bg scores) with "
               "h, w >= 1, got ", semantic.sizes());
   check_rank(full, op, full_name, 4, "[B, 1, H, W]");
-  check_dtype_supported(full, op, full_name);
+  check_float_dtype(full, op, full_name);
   check_contiguous(full, op, full_name);
   check_same_device(full, semantic, op, full_name, "semantic");
   const int64_t B = semantic.size(0);

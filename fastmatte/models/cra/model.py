@@ -10,6 +10,7 @@ from fastmatte.models.backbones.swin import SwinTransformer
 from fastmatte.models.backbones.swin_weights import load_backbone_weights
 from fastmatte.models.cra.decoder import CoarseDecoder
 from fastmatte.models.cra.refiner import TILE, TileRefiner
+from fastmatte.models.image_check import check_image
 from fastmatte.ops import scatter_tiles, select_tiles
 from fastmatte.ops._backend import check_backend
 
@@ -84,7 +85,7 @@ class CRAMatting(nn.Module):
 
     def forward(self, image, trimap=None, backend=None):
         check_backend("CRAMatting", backend)
-        _check_image(image, self.mean)
+        check_image("CRAMatting", image, self.mean)
         B, _, H, W = image.shape
         padded = F.pad(image, (0, -W % STRIDE, 0, -H % STRIDE), mode="replicate")
         grid = (padded.shape[-2] // TILE, padded.shape[-1] // TILE)
@@ -130,17 +131,6 @@ def _check_capacity(tile_capacity):
         raise ValueError(f"CRAMatting: tile_capacity must be an int >= 0 or a float in (0, 1], "
                          f"got {tile_capacity!r}")
     return tile_capacity
-
-
-def _check_image(image, like):
-    if not torch.is_tensor(image) or image.ndim != 4 or image.shape[1] != 3 or not image.is_floating_point():
-        got = f"{image.dtype} {list(image.shape)}" if torch.is_tensor(image) else type(image).__name__
-        raise ValueError(f"CRAMatting: image must be a float [B, 3, H, W] tensor in [0, 1], got {got}")
-    if image.shape[0] == 0 or image.shape[2] == 0 or image.shape[3] == 0:
-        raise ValueError(f"CRAMatting: image must not be empty, got {list(image.shape)}")
-    if image.device != like.device or image.dtype != like.dtype:
-        raise ValueError(f"CRAMatting: image is {image.dtype} on {image.device} but the model is "
-                         f"{like.dtype} on {like.device}; convert one of them (image.to or model.to)")
 
 
 def _check_trimap(trimap, shape, image):

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastmatte.models.backbones.mobilenetv3 import MobileNetV3Large
+from fastmatte.models.image_check import check_image
 from fastmatte.models.rvm.decoder import LRASPP, STATE_CHANNELS, RecurrentDecoder
 from fastmatte.models.rvm.refiner import DeepGuidedFilterRefiner
 from fastmatte.ops._backend import check_backend
@@ -73,7 +74,7 @@ class RVM(nn.Module):
 
     def forward(self, image, state=None, downsample_ratio=None, backend=None):
         check_backend("RVM", backend)
-        _check_image(image, self.mean)
+        check_image("RVM", image, self.mean)
         height, width = image.shape[-2:]
         ratio = auto_downsample_ratio(height, width) if downsample_ratio is None else \
             _check_ratio(downsample_ratio)
@@ -117,17 +118,6 @@ def _check_ratio(ratio):
         raise ValueError(f"RVM: downsample_ratio must be a number in (0, 1] (or None for the automatic "
                          f"ratio), got {ratio!r}")
     return float(ratio)
-
-
-def _check_image(image, like):
-    if not torch.is_tensor(image) or image.ndim != 4 or image.shape[1] != 3 or not image.is_floating_point():
-        got = f"{image.dtype} {list(image.shape)}" if torch.is_tensor(image) else type(image).__name__
-        raise ValueError(f"RVM: image must be a float [B, 3, H, W] tensor in [0, 1], got {got}")
-    if image.shape[0] == 0 or image.shape[2] == 0 or image.shape[3] == 0:
-        raise ValueError(f"RVM: image must not be empty, got {list(image.shape)}")
-    if image.device != like.device or image.dtype != like.dtype:
-        raise ValueError(f"RVM: image is {image.dtype} on {image.device} but the model is "
-                         f"{like.dtype} on {like.device}; convert one of them (image.to or model.to)")
 
 
 def _check_state(state, image, low_size):
