@@ -40,7 +40,7 @@ def _guided_upsample_kernel(image_ptr, a_ptr, b_ptr, fg_ptr, alpha_ptr, h, w, H,
     low = h * w
     a_planes = a_ptr + n.to(tl.int64) * 4 * low
     b_planes = b_ptr + n.to(tl.int64) * 4 * low
-    plane = H.to(tl.int64) * W
+    plane = tl.cast(H, tl.int64) * W  # tl.cast: a size of 1 arrives as a plain int
     pixel = n.to(tl.int64) * 3 * plane + y.to(tl.int64) * W + x
     r = tl.load(image_ptr + pixel, mask=inside, other=0.0).to(OPMATH)
     g = tl.load(image_ptr + pixel + plane, mask=inside, other=0.0).to(OPMATH)
