@@ -25,8 +25,16 @@
 # charts, profiles) is refreshed after every stage, so a cut run still returns what it measured.
 # Finished stages are remembered under build/gpu_session/ (while the machine stays warm): calling
 # again resumes with the rest. Unpack gpu_results.tgz into bench/results/ and commit it.
+#
+# RVM's released weights: the GPU machine cannot download them. Carry them in: before the device
+# call, `mkdir -p build/fastmatte-cache/weights && cp ~/.cache/fastmatte/weights/rvm_mobilenetv3.safetensors
+# build/fastmatte-cache/weights/` and give the call carry=["build/fastmatte-cache"]; without them
+# RVM is benchmarked on random weights (the same speed; the records say which).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+if [[ -d build/fastmatte-cache ]]; then
+    export FASTMATTE_CACHE="$PWD/build/fastmatte-cache"
+fi
 BUDGET=540
 START=$SECONDS
 DEADLINE=$((START + ${GPU_SESSION_SECONDS:-$BUDGET}))
