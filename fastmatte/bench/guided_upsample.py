@@ -3,10 +3,13 @@
 RVM runs its network at a downsample ratio that brings the frame's long side to about 512 (0.25
 at HD, 0.125 at 4K), so the coefficients are 1/4 (HD) or 1/8 (4K) of the frame; a forward and
 backward case (training) follows."""
+import math
+
 import torch
 
 from fastmatte import ops, reference
 from fastmatte.bench.cases import RESOLUTIONS, OpCase
+from fastmatte.models.rvm import auto_downsample_ratio
 
 # (case name, with backward)
 CASES = [("guided_upsample", False), ("guided_upsample fwd+bwd", True)]
@@ -16,8 +19,8 @@ def guided_upsample_cases(resolution: str, device, dtype=torch.float32):
     """fastmatte.ops.guided_upsample vs its eager reference, batch 1, a uniform random frame and
     coefficients at RVM's recommended ratio for the resolution."""
     height, width = RESOLUTIONS[resolution]
-    ratio = min(1.0, 512 / max(height, width))
-    low = (round(height * ratio), round(width * ratio))
+    ratio = auto_downsample_ratio(height, width)
+    low = (math.floor(height * ratio), math.floor(width * ratio))  # as RVM.forward sizes it
     gen = torch.Generator().manual_seed(7)
     elt = torch.finfo(dtype).bits // 8
     cases = []

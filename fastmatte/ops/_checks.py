@@ -24,6 +24,8 @@ INT32_MAX = 2 ** 31 - 1
 # (2r-1)^2 (+1) rows in int32 arithmetic: r <= 23170 keeps (2r-1)^2 + 1 below 2**31.
 MAX_TABLE_RANGE = 23170
 MAX_OUTPUT_BYTES = 2 ** 40
+# The floating dtypes of the ops whose kernels dispatch on all four.
+FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
 def fail(op: str, message: str):

@@ -4,10 +4,9 @@ import torch
 from fastmatte import reference
 from fastmatte._extension import HAS_C
 from fastmatte.ops._backend import OpBackends
-from fastmatte.ops._checks import check_tensor, fail
+from fastmatte.ops._checks import FLOAT_DTYPES, check_tensor, fail
 
 BACKENDS = OpBackends("gated_conv", triton=True)
-DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
 def gated_conv(x: torch.Tensor, guide: torch.Tensor, w_hidden: torch.Tensor, b_hidden: torch.Tensor,
@@ -51,7 +50,7 @@ def gated_conv(x: torch.Tensor, guide: torch.Tensor, w_hidden: torch.Tensor, b_h
 def _check_inputs(x, guide, w_hidden, b_hidden, w_gate, b_gate, w_out):
     op = "gated_conv"
     check_tensor(op, "x", x, rank=4, layout="[B, C, H, W]", floating=True)
-    if x.dtype not in DTYPES:
+    if x.dtype not in FLOAT_DTYPES:
         fail(op, f"x must be float32, float64, float16 or bfloat16, got {x.dtype}")
     B, C = x.shape[:2]
     if C == 0:

@@ -4,10 +4,9 @@ import torch
 from fastmatte import reference
 from fastmatte._extension import HAS_C
 from fastmatte.ops._backend import OpBackends
-from fastmatte.ops._checks import check_tensor, fail
+from fastmatte.ops._checks import FLOAT_DTYPES, check_tensor, fail
 
 BACKENDS = OpBackends("guided_upsample", triton=True)
-DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
 def guided_upsample(image: torch.Tensor, coef_a: torch.Tensor, coef_b: torch.Tensor, *,
@@ -48,7 +47,7 @@ def guided_upsample(image: torch.Tensor, coef_a: torch.Tensor, coef_b: torch.Ten
 def _check_inputs(image, coef_a, coef_b):
     op = "guided_upsample"
     check_tensor(op, "image", image, rank=4, layout="[B, 3, H, W]", floating=True)
-    if image.dtype not in DTYPES:
+    if image.dtype not in FLOAT_DTYPES:
         fail(op, f"image must be float32, float64, float16 or bfloat16, got {image.dtype}")
     if image.shape[1] != 3 or image.shape[2] == 0 or image.shape[3] == 0:
         fail(op, f"image must be [B, 3, H, W] with H, W >= 1, got {list(image.shape)}")

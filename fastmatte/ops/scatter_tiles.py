@@ -4,11 +4,10 @@ import torch
 from fastmatte import reference
 from fastmatte._extension import HAS_C
 from fastmatte.ops._backend import OpBackends
-from fastmatte.ops._checks import check_output_size, check_selection, check_tensor, fail
+from fastmatte.ops._checks import FLOAT_DTYPES, check_output_size, check_selection, check_tensor, fail
 
 BACKENDS = OpBackends("scatter_tiles", triton=True)
 MODES = ("bilinear", "nearest")
-DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
 def scatter_tiles(coarse_alpha: torch.Tensor, refined: torch.Tensor, tiles: torch.Tensor,
@@ -58,7 +57,7 @@ def scatter_tiles(coarse_alpha: torch.Tensor, refined: torch.Tensor, tiles: torc
 def _check_inputs(coarse_alpha, refined, tiles, count, tile_map, mode):
     op = "scatter_tiles"
     check_tensor(op, "coarse_alpha", coarse_alpha, rank=4, layout="[B, C, h, w]", floating=True)
-    if coarse_alpha.dtype not in DTYPES:
+    if coarse_alpha.dtype not in FLOAT_DTYPES:
         fail(op, f"coarse_alpha must be float32, float64, float16 or bfloat16, got {coarse_alpha.dtype}")
     device = coarse_alpha.device
     B, C, h, w = coarse_alpha.shape

@@ -4,10 +4,9 @@ import torch
 from fastmatte import reference
 from fastmatte._extension import HAS_C
 from fastmatte.ops._backend import OpBackends
-from fastmatte.ops._checks import check_int, check_tensor, fail
+from fastmatte.ops._checks import FLOAT_DTYPES, check_int, check_tensor, fail
 
 BACKENDS = OpBackends("trimap_fusion", triton=True)
-DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 CLASSES = 3
 
 
@@ -77,7 +76,7 @@ def _check_tensors(semantic, detail, unknown_class, op, detail_name):
     check_tensor(op, detail_name, detail, rank=rank, layout=layout.replace("3, h, w", "1, H, W"),
                  floating=True, device=semantic.device)
     for name, t in (("semantic", semantic), (detail_name, detail)):
-        if t.dtype not in DTYPES:
+        if t.dtype not in FLOAT_DTYPES:
             fail(op, f"{name} must be float32, float64, float16 or bfloat16, got {t.dtype}")
     lead = semantic.shape[:-3]
     if semantic.shape[-3] != CLASSES or semantic.shape[-2] == 0 or semantic.shape[-1] == 0:

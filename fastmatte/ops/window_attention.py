@@ -5,11 +5,11 @@ import torch
 from fastmatte import reference
 from fastmatte._extension import HAS_C
 from fastmatte.ops._backend import OpBackends
-from fastmatte.ops._checks import MAX_TABLE_RANGE, check_int, check_output_size, check_tensor, fail
+from fastmatte.ops._checks import (FLOAT_DTYPES, MAX_TABLE_RANGE, check_int, check_output_size,
+                                   check_tensor, fail)
 from fastmatte.ops.window_attention_backward import window_attention_backward
 
 BACKENDS = OpBackends("window_attention", triton=True)
-DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
 def window_attention(qkv: torch.Tensor, bias_table: torch.Tensor, window: int, window_size, shift, *,
@@ -60,7 +60,7 @@ def _check_inputs(qkv, bias_table, window, window_size, shift):
     """Every argument of window_attention; returns (window, [wh, ww], [sh, sw]) as Python ints."""
     op = "window_attention"
     check_tensor(op, "qkv", qkv, rank=4, layout="[B, H, W, 3*C]", floating=True)
-    if qkv.dtype not in DTYPES:
+    if qkv.dtype not in FLOAT_DTYPES:
         fail(op, f"qkv must be float32, float64, float16 or bfloat16, got {qkv.dtype}")
     window = check_int(op, "window", window, 1, MAX_TABLE_RANGE)
     check_tensor(op, "bias_table", bias_table, rank=2, layout="[(2*window-1)^2, heads]", dtype=qkv.dtype,

@@ -68,7 +68,7 @@ def open_session(device: torch.device, dtype, weights: str):
     options.inter_op_num_threads = 1
     # No busy-waiting after a run: the backends take turns call by call, and onnxruntime's
     # spinning threads would otherwise take the cores from the torch call that follows (on 2 cores
-    # they slowed fastmatte's RVM from about 105 to 175 ms a frame at HD).
+    # they slowed fastmatte's RVM from about 125 to 175 ms a frame at HD).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     provider_options = {"device_id": str(device.index or 0)} if device.type == "cuda" else {}
     return onnxruntime.InferenceSession(release_onnx(), options, providers=[(provider, provider_options)])

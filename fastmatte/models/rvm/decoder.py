@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fastmatte.models.rvm.layout import in_layout_of
+
 STATE_CHANNELS = (16, 20, 40, 64)  # the four recurrent states, at 1/2, 1/4, 1/8 and 1/16
 
 
@@ -44,12 +46,7 @@ class ConvGRU(nn.Module):
         self.candidate = nn.Conv2d(2 * channels, channels, 3, padding=1)
 
     def forward(self, x, state):
-        state = state.expand_as(x)
-        if x.stride(1) == 1 and x.shape[1] > 1:  # x is channels-last (or a channel slice of it)
-            # Keep the decoder channels-last (see RVM.forward): a broadcast zero state, or an NCHW
-            # one given by the caller, would turn the concatenations, and every layer after them,
-            # back to NCHW.
-            state = state.contiguous(memory_format=torch.channels_last)
+        state = in_layout_of(state.expand_as(x), x)  # a broadcast or NCHW state: see layout.py
         r, z = torch.sigmoid(self.gates(torch.cat([x, state], 1))).chunk(2, 1)
         candidate = torch.tanh(self.candidate(torch.cat([x, r * state], 1)))
         return (1 - z) * state + z * candidate

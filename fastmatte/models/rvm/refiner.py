@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fastmatte.models.rvm.layout import in_layout_of
 from fastmatte.ops import guided_upsample
 
 
@@ -40,9 +41,11 @@ class DeepGuidedFilterRefiner(nn.Module):
         x = torch.cat([image_low, image_low.mean(1, keepdim=True)], 1)
         y = torch.cat([foreground_residual, alpha], 1)
         # The four box filterings as one depthwise conv over 16 channels: the same sums, in half
-        # the time of four calls on 4 channels each (measured at HD, ratio 0.25, on the CPU).
+        # the time of four calls on 4 channels each (measured at HD, ratio 0.25, on the CPU). x's
+        # one-channel mean would make the cat NCHW: see layout.py.
         weight = self.box_filter.weight.repeat(4, 1, 1, 1)
-        boxed = F.conv2d(_like(torch.cat([x, y, x * y, x * x], 1), image_low), weight, padding=1, groups=16)
+        stacked = in_layout_of(torch.cat([x, y, x * y, x * x], 1), image_low)
+        boxed = F.conv2d(stacked, weight, padding=1, groups=16)
         mean_x, mean_y, mean_xy, mean_xx = boxed.split(4, 1)
         cov_xy = mean_xy - mean_x * mean_y
         var_x = mean_xx - mean_x * mean_x
@@ -56,11 +59,3 @@ class DeepGuidedFilterRefiner(nn.Module):
         a, b = (t.contiguous(memory_format=torch.contiguous_format) for t in (a, b))
         return guided_upsample(image, a, b, backend=backend)
 
-
-def _like(t, layout):
-    """t in layout's memory format: channels-last when layout is (see RVM.forward). The channel
-    mean in x is both NCHW- and NHWC-contiguous, which makes torch.cat fall back to NCHW, and the
-    coefficient network would then run in NCHW (about twice as slow on the CPU)."""
-    if layout.stride(1) == 1 and layout.shape[1] > 1:
-        return t.contiguous(memory_format=torch.channels_last)
-    return t
