@@ -1,10 +1,11 @@
 """The model zoo: every model loads its authors' released checkpoints (registry.py, weights.py),
 each in its own module or package, over shared backbones (backbones/)."""
-from fastmatte.models import cra, rvm
+from fastmatte.models import cra, modnet, rvm
 from fastmatte.models.backbones import load_backbone_weights
 from fastmatte.models.cra import CRAMatting
 from fastmatte.models.registry import (MODELS, Conversion, ModelEntry, build_model, default_weights,
                                        load_model, read_weights)
+from fastmatte.models.modnet import MODNet
 from fastmatte.models.rvm import RVM
 from fastmatte.models.weights import WeightsError, load_weights, read_state_dict
 
@@ -13,6 +14,12 @@ MODELS["cra"] = ModelEntry(
     summary="CRA (Zhong & Zharkov, WACV 2024): Swin-T at 1/16, cross-region attention tile refiner",
     configurations={"paper": {}, "tiny": cra.TINY},
     formats=("safetensors", "PyTorch state dict (.pth/.pt, trainer files, DataParallel)"))
+MODELS["modnet"] = ModelEntry(
+    build=MODNet, convert_official=modnet.convert_official,
+    summary="MODNet (Ke et al., AAAI 2022): trimap-free portrait matting, MobileNetV2, three branches",
+    configurations={"zhkkke": {"variant": "zhkkke"}, "paddleseg": {"variant": "paddleseg"}},
+    formats=("ZHKKKe/MODNet's .ckpt (DataParallel state dict)", "PaddleSeg's modnet-mobilenetv2.pdparams",
+             "safetensors"))
 MODELS["rvm"] = ModelEntry(
     build=RVM, convert_official=rvm.convert_official,
     summary="RVM (Lin et al., WACV 2022): recurrent video matting, MobileNetV3-Large, deep guided filter",
@@ -21,6 +28,6 @@ MODELS["rvm"] = ModelEntry(
              "converts it)", "safetensors", "PyTorch state dict of fastmatte's RVM"),
     default_weights=rvm.default_weights)
 
-__all__ = ["CRAMatting", "Conversion", "MODELS", "ModelEntry", "RVM", "WeightsError", "build_model",
+__all__ = ["CRAMatting", "Conversion", "MODELS", "MODNet", "ModelEntry", "RVM", "WeightsError", "build_model",
            "default_weights", "load_backbone_weights", "load_model", "load_weights", "read_state_dict",
            "read_weights"]

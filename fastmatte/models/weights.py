@@ -101,7 +101,9 @@ def load_state_dict(module: torch.nn.Module, state: dict, source: str, strict: b
     values (NaN or inf weights give NaN mattes, never a useful one). strict: every parameter and
     buffer of the module must be in `state`, and `state` may hold nothing else; a BatchNorm's
     num_batches_tracked counter may be absent (Paddle and older torch files lack it) and keeps
-    the module's value, as torch's own load_state_dict does. A mismatch raises WeightsError
+    the module's value, as torch's own load_state_dict does, and a one-element 1-D tensor fills a
+    0-D one (torch's rule for files of torch 0.3, which writers that go through NumPy's
+    ascontiguousarray also produce). A mismatch raises WeightsError
     naming `source` and listing the names.
     """
     own = module.state_dict()
@@ -109,6 +111,8 @@ def load_state_dict(module: torch.nn.Module, state: dict, source: str, strict: b
     for name in own:
         if name.endswith("num_batches_tracked") and name not in state:
             state[name] = own[name]
+        elif name in state and own[name].dim() == 0 and tuple(state[name].shape) == (1,):
+            state[name] = state[name].reshape(())
     wrong = [f"{k} {tuple(v.shape)} (model {tuple(own[k].shape)})" for k, v in state.items()
              if k in own and v.shape != own[k].shape]
     wrong += [f"{k} {v.dtype} (model {own[k].dtype})" for k, v in state.items()
