@@ -135,7 +135,8 @@ def _model_that_fits(state, exclude):
         try:
             conversion = entry.convert_official(state)
             with torch.device("meta"):
-                needed = set(entry.build(**conversion.config).state_dict())
+                needed = {k for k in entry.build(**conversion.config).state_dict()
+                          if not k.endswith("num_batches_tracked")}  # files may lack it (load_state_dict)
         except Exception:  # another model's converter or builder refusing this file is the answer "no"
             continue
         if needed and len(needed & set(conversion.state_dict)) >= 0.9 * len(needed):

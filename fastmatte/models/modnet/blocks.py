@@ -4,6 +4,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fastmatte import ops
+
 
 class IBNorm(nn.Module):
     """Instance-batch normalization: BatchNorm2d (affine, running statistics, eps 1e-5) on the first
@@ -24,6 +26,17 @@ class IBNorm(nn.Module):
         instance = self.inorm(x[:, self.split:].contiguous())
         return torch.cat((bn, instance), 1)
 
+    def fused(self, x, relu: bool, backend=None):
+        """The same in inference (the BatchNorm's running statistics), with the ReLU after it when
+        relu, as one fastmatte.ops.ibnorm: two passes over x, none over a copy."""
+        bn, instance = self.bnorm, self.inorm
+        scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+        shift = bn.bias - bn.running_mean * scale
+        channels = x.shape[1] - self.split
+        weight = instance.weight if instance.affine else x.new_ones(channels)
+        bias = instance.bias if instance.affine else x.new_zeros(channels)
+        return ops.ibnorm(x, scale, shift, weight, bias, eps=instance.eps, relu=relu, backend=backend)
+
 
 class ConvIBNormReLU(nn.Module):
     """`layers`: Conv2d (with a bias, also before the norm), then IBNorm and ReLU, each optional
@@ -39,8 +52,16 @@ class ConvIBNormReLU(nn.Module):
             layers.append(nn.ReLU(inplace=True))
         self.layers = nn.Sequential(*layers)
 
-    def forward(self, x):
-        return self.layers(x)
+    def forward(self, x, fused: bool = False, backend=None):
+        """fused (inference only): the IBNorm and ReLU as one fastmatte.ops.ibnorm (see IBNorm.fused)."""
+        if not fused:
+            return self.layers(x)
+        conv, *rest = self.layers
+        y = conv(x)
+        relu = any(isinstance(layer, nn.ReLU) for layer in rest)
+        if isinstance(rest[0] if rest else None, IBNorm):
+            return rest[0].fused(y, relu, backend)
+        return y.relu_() if relu else y
 
 
 class SEBlock(nn.Module):

@@ -19,6 +19,13 @@ def resize(x, scale):
     return F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
 
 
+def run(units, x, fused, backend):
+    """x through a sequence of ConvIBNormReLU units (see ConvIBNormReLU.forward)."""
+    for unit in units:
+        x = unit(x, fused, backend)
+    return x
+
+
 class LRBranch(nn.Module):
     """Low-resolution branch: SE on the 1/32 features, x2 and a 5x5 conv to 1/16 (96 channels), x2
     and a 5x5 conv to lr8x (32 channels, 1/8); conv_lr (3x3 stride 2, sigmoid) gives the 1/16
@@ -33,10 +40,10 @@ class LRBranch(nn.Module):
                                         affine_instance=affine_instance)
         self.conv_lr = ConvIBNormReLU(enc_channels[2], 1, 3, stride=2, padding=1, ibnorm=False, relu=False)
 
-    def forward(self, enc32x, aux):
-        lr16x = self.conv_lr16x(resize(self.se_block(enc32x), 2))
-        lr8x = self.conv_lr8x(resize(lr16x, 2))
-        semantic = torch.sigmoid(self.conv_lr(lr8x)) if aux else None
+    def forward(self, enc32x, aux, fused=False, backend=None):
+        lr16x = self.conv_lr16x(resize(self.se_block(enc32x), 2), fused, backend)
+        lr8x = self.conv_lr8x(resize(lr16x, 2), fused, backend)
+        semantic = torch.sigmoid(self.conv_lr(lr8x, fused, backend)) if aux else None
         return lr8x, semantic
 
 
@@ -59,15 +66,16 @@ class HRBranch(nn.Module):
         self.conv_hr2x = nn.Sequential(unit(2 * hr, 2 * hr), unit(2 * hr, hr), unit(hr, hr), unit(hr, hr))
         self.conv_hr = nn.Sequential(unit(hr + 3, hr), unit(hr, 1, 1, ibnorm=False, relu=False))
 
-    def forward(self, img, enc2x, enc4x, lr8x, aux):
+    def forward(self, img, enc2x, enc4x, lr8x, aux, fused=False, backend=None):
         img2x, img4x = resize(img, 1 / 2), resize(img, 1 / 4)
-        enc2x = self.tohr_enc2x(enc2x)
-        hr4x = self.conv_enc2x(torch.cat((img2x, enc2x), 1))
-        hr4x = self.conv_enc4x(torch.cat((hr4x, self.tohr_enc4x(enc4x)), 1))
-        hr4x = self.conv_hr4x(torch.cat((hr4x, resize(lr8x, 2), img4x), 1))
-        hr2x = self.conv_hr2x(torch.cat((resize(hr4x, 2), enc2x), 1))
-        detail = torch.sigmoid(self.conv_hr(torch.cat((resize(hr2x, 2), img), 1))) if aux else None
-        return hr2x, detail
+        enc2x = self.tohr_enc2x(enc2x, fused, backend)
+        hr4x = self.conv_enc2x(torch.cat((img2x, enc2x), 1), fused, backend)
+        hr4x = self.conv_enc4x(torch.cat((hr4x, self.tohr_enc4x(enc4x, fused, backend)), 1), fused, backend)
+        hr4x = run(self.conv_hr4x, torch.cat((hr4x, resize(lr8x, 2), img4x), 1), fused, backend)
+        hr2x = run(self.conv_hr2x, torch.cat((resize(hr4x, 2), enc2x), 1), fused, backend)
+        if not aux:
+            return hr2x, None
+        return hr2x, torch.sigmoid(run(self.conv_hr, torch.cat((resize(hr2x, 2), img), 1), fused, backend))
 
 
 class FusionBranch(nn.Module):
@@ -82,10 +90,10 @@ class FusionBranch(nn.Module):
             ConvIBNormReLU(hr + 3, hr // 2, 3, padding=1, affine_instance=affine_instance),
             ConvIBNormReLU(hr // 2, 1, 1, ibnorm=False, relu=False))
 
-    def forward(self, img, lr8x, hr2x):
-        lr2x = resize(self.conv_lr4x(resize(lr8x, 2)), 2)
-        f2x = self.conv_f2x(torch.cat((lr2x, hr2x), 1))
-        return self.conv_f(torch.cat((resize(f2x, 2), img), 1))
+    def forward(self, img, lr8x, hr2x, fused=False, backend=None):
+        lr2x = resize(self.conv_lr4x(resize(lr8x, 2), fused, backend), 2)
+        f2x = self.conv_f2x(torch.cat((lr2x, hr2x), 1), fused, backend)
+        return run(self.conv_f, torch.cat((resize(f2x, 2), img), 1), fused, backend)
 
 
 class MODNet(nn.Module):
@@ -101,8 +109,11 @@ class MODNet(nn.Module):
         maps of the five scales), in the model's dtype and device; normalized inside to [-1, 1]
         ((x - 0.5) / 0.5), as both releases do.
       aux: also return the training heads' outputs; always in training mode.
-      backend: None = fastmatte's fused inference path; "torch" = the eager twin, the same layers
-        as plain PyTorch modules in the order the official code runs them.
+      backend: in eval mode, None = fastmatte's inference path (channels-last; the backbone's
+        BatchNorms folded into its convolutions; every IBNorm + ReLU one fastmatte.ops.ibnorm,
+        which takes None, "cpu", "triton" or "torch" for its own backend); "torch" = the eager
+        twin, the same layers as plain PyTorch modules in the order the official code runs
+        them. In training mode both run the eager layers (batch statistics).
     Returns a dict: "alpha" [B, 1, H, W] in (0, 1); with aux also "semantic" [B, 1, H/16, W/16]
     (sigmoid of the low-resolution head) and "detail" [B, 1, H, W] (sigmoid of the
     high-resolution head); image's dtype.
@@ -127,11 +138,17 @@ class MODNet(nn.Module):
             raise ValueError(f"MODNet: image height and width must be multiples of 32, got {height}x{width} "
                              f"(predict(image) resizes any image as the official demo does)")
         aux = aux or self.training
+        fused = backend != "torch" and not self.training
         img = (image - self.mean) / self.mean
-        enc2x, enc4x, _, _, enc32x = self.backbone(img)
-        lr8x, semantic = self.lr_branch(enc32x, aux)
-        hr2x, detail = self.hr_branch(img, enc2x, enc4x, lr8x, aux)
-        alpha = torch.sigmoid(self.f_branch(img, lr8x, hr2x))
+        if fused:
+            # fastmatte's path runs channels-last: oneDNN's NHWC convolutions are several times
+            # faster than its NCHW ones on these wide maps of few channels (the full-resolution
+            # 35 -> 16 conv: about 4x), and every resize and concatenation keeps the layout.
+            img = img.contiguous(memory_format=torch.channels_last)
+        enc2x, enc4x, _, _, enc32x = self.backbone(img, fold_batchnorm=fused)
+        lr8x, semantic = self.lr_branch(enc32x, aux, fused, backend)
+        hr2x, detail = self.hr_branch(img, enc2x, enc4x, lr8x, aux, fused, backend)
+        alpha = torch.sigmoid(self.f_branch(img, lr8x, hr2x, fused, backend))
         return {"alpha": alpha, "semantic": semantic, "detail": detail} if aux else {"alpha": alpha}
 
     def predict(self, image, backend=None):
