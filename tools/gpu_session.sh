@@ -16,8 +16,9 @@
 #                      ~730 Triton kernel variants to JIT-compile (~1 s each, spread over 8 workers)
 #   tests_models   50  CUDA tests of the models, Matter (CUDA graphs, pinned uploads), Swin
 #   sanitize       40  compute-sanitizer memcheck over a few parametrizations of the CUDA C++ ops
-#   bench_models  150  every zoo model, fp16, batch 1, HD and 4K: fastmatte, the eager twin, the CUDA
-#                      graph and torch.compile (compiling a model at two sizes: ~1 min)
+#   bench_models  150  every zoo model (cra, modnet, rvm), fp16, batch 1, HD and 4K: fastmatte, the eager
+#                      twin, the CUDA graph and torch.compile (compiling a model at two sizes: ~1 min);
+#                      RVM's and MODNet's onnxruntime backends are fp32 only, recorded as skipped
 #   bench_ops      50  every op case, fp16, HD and 4K, 30 runs, with the bandwidth floor ratios
 # The caps add up to 530 s; the script refuses to start if they exceed BUDGET (540). A stage starts
 # only with at least MIN_START s left and is cut at its cap or at the deadline. Every stage writes
@@ -51,7 +52,8 @@ OP_TESTS=(tests/test_select_tiles.py tests/test_gather_tiles.py tests/test_scatt
           tests/test_trimap_fusion.py tests/test_guided_upsample.py tests/test_metrics_ops.py
           tests/test_metrics.py)
 MODEL_TESTS=(tests/test_cra.py tests/test_swin.py tests/test_matter.py tests/test_model_bench.py
-             tests/test_cross_region_attention.py tests/test_rvm.py tests/test_matter_video.py)
+             tests/test_cross_region_attention.py tests/test_rvm.py tests/test_matter_video.py
+             tests/test_modnet.py tests/test_modnet_training.py)
 
 total=0
 for stage in "${STAGES[@]}"; do total=$((total + CAP[$stage])); done

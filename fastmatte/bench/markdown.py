@@ -22,12 +22,16 @@ def _provenance(records) -> str:
 
 
 def _workload(record) -> str:
-    """A recurrent model's records say what it ran on: weights, clip and onnxruntime."""
-    if "clip" not in record:
-        return ""
-    return (f". {record['weights'].capitalize()} weights; each call is the next frame of a pan across the "
-            f"{record['clip']} photo, the state carried; onnxruntime "
-            f"{record['onnxruntime'] or 'not installed'}")
+    """What a zoo model's records ran on: weights, the photo or clip, and onnxruntime."""
+    if "clip" in record:
+        return (f". {record['weights'].capitalize()} weights; each call is the next frame of a pan across the "
+                f"{record['clip']} photo, the state carried; onnxruntime "
+                f"{record['onnxruntime'] or 'not installed'}")
+    if "photo" in record:
+        return (f". {record['weights'].capitalize()} weights; variant {record['variant']}; the "
+                f"{record['photo']} photo, network input {record['network']}; onnxruntime "
+                f"{record['onnxruntime'] or 'not installed'}")
+    return ""
 
 
 def _number(value, fmt) -> str:

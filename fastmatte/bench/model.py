@@ -1,7 +1,7 @@
 """End-to-end frames per second of a whole matting model: fastmatte vs the same model with
 backend="torch" (eager), vs torch.compile of that eager model and vs whatever other deployment
-the model's workload adds (RVM: onnxruntime running its released ONNX file), batch 1, tensor in,
-alpha out.
+the model's workload adds (RVM: onnxruntime running its released ONNX file; MODNet: onnxruntime
+running an ONNX export of its eager network), batch 1, tensor in, alpha out.
 
 What each model is given, and which backends it has, is its workload
 (fastmatte.bench.workloads): CRA a fixed photo and trimap with random weights, RVM a clip of a
@@ -31,7 +31,7 @@ PROFILED = ("fastmatte", "eager")  # the backends --profile breaks down stage by
 # match, except torch.compile's (a wrong compiled graph is torch's bug, recorded as its error).
 OPTIONAL = ("compile", "cuda-graph", "onnxruntime")
 WHO = {"compile": "torch.compile", "cuda-graph": "the CUDA graph of fastmatte",
-       "onnxruntime": "onnxruntime (the released ONNX file)"}
+       "onnxruntime": "onnxruntime"}
 
 
 class OutputMismatch(RuntimeError):

@@ -87,9 +87,9 @@ def run_model_bench(args) -> int:
 
 def format_table(records) -> str:
     """Records as text: device line, then resolution, backend, the model's own figure (CRA:
-    tiles; RVM: the downsample ratio), ms, FPS, speedup vs eager and, where its records exist,
-    vs onnxruntime (same resolution), max |alpha - eager alpha|; a failed backend shows its
-    error."""
+    tiles; RVM: the downsample ratio; MODNet has none), ms, FPS, speedup vs eager and, where its
+    records exist, vs onnxruntime (same resolution; RVM's released file, MODNet's export), max
+    |alpha - eager alpha|; a failed backend shows its error."""
     first = records[0]
     figures = figure_columns(records)
     baselines = speedup_baselines(records)

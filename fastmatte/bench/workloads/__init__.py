@@ -1,11 +1,12 @@
 """The workload of each zoo model in the end-to-end benchmark (fastmatte.bench.model): base.py says
-what a workload is; cra.py and rvm.py are the models' (rvm_onnxruntime.py: RVM's onnxruntime
-backend)."""
+what a workload is; cra.py, modnet.py and rvm.py are the models' (rvm_onnxruntime.py and
+modnet_onnxruntime.py: their onnxruntime backends, made with onnx_session.py)."""
 from fastmatte.bench.workloads.base import Workload
 from fastmatte.bench.workloads.cra import CRAWorkload
+from fastmatte.bench.workloads.modnet import MODNetWorkload
 from fastmatte.bench.workloads.rvm import RVMWorkload
 
-WORKLOADS = {"cra": CRAWorkload, "rvm": RVMWorkload}
+WORKLOADS = {"cra": CRAWorkload, "modnet": MODNetWorkload, "rvm": RVMWorkload}
 
 
 def workload(model_name) -> Workload:

