@@ -1,6 +1,6 @@
 """The operators at HD and 4K vs eager PyTorch: tile select/gather/scatter, cross-region
 attention (knn_tiles, both attention blocks, forward and forward+backward), Swin's window
-attention, the gated conv and the semantic-detail fusion.
+attention, the gated conv, the semantic-detail fusion, the guided upsampling and MODNet's IBNorm.
 
 Run with `python -m pytest bench -k hd` (CPU always, CUDA where present). Each group holds
 fastmatte and the eager reference of one case at one resolution, so pytest-benchmark's table
@@ -14,6 +14,7 @@ from fastmatte.bench.timing import synchronize
 from fastmatte.bench.attention import attention_cases
 from fastmatte.bench.gated_conv import gated_conv_cases
 from fastmatte.bench.guided_upsample import CASES as UPSAMPLE_CASES, guided_upsample_cases
+from fastmatte.bench.ibnorm import CASES as IBNORM_CASES, ibnorm_cases
 from fastmatte.bench.tiles import tile_op_cases
 from fastmatte.bench.trimap_fusion import CASES as FUSION_CASES, trimap_fusion_cases
 from fastmatte.bench.window_attention import window_attention_cases
@@ -27,10 +28,11 @@ CASES = {
     "gated_conv": [f"gated_conv C={c}{kind}" for c in (8, 16, 32) for kind in ("", " fwd+bwd")],
     "trimap_fusion": [case[0] for case in FUSION_CASES],
     "guided_upsample": [case[0] for case in UPSAMPLE_CASES],
+    "ibnorm": [case[0] for case in IBNORM_CASES],
 }
 BUILDERS = {"tiles": tile_op_cases, "attention": attention_cases, "window_attention": window_attention_cases,
             "gated_conv": gated_conv_cases, "trimap_fusion": trimap_fusion_cases,
-            "guided_upsample": guided_upsample_cases}
+            "guided_upsample": guided_upsample_cases, "ibnorm": ibnorm_cases}
 
 
 @functools.lru_cache(maxsize=None)

@@ -54,6 +54,14 @@ TORCH_LIBRARY(fastmatte, m) {
         " Tensor coef_a, Tensor coef_b) -> (Tensor grad_image, Tensor grad_coef_a,"
         " Tensor grad_coef_b)");
 
+  // MODNet's IBNorm in inference, with its ReLU: the first K channels a BatchNorm folded to an
+  // affine map, the rest an InstanceNorm (per-sample statistics), then max(y, 0) when relu.
+  m.def("ibnorm(Tensor x, Tensor bn_scale, Tensor bn_shift, Tensor in_weight, Tensor in_bias,"
+        " float eps=1e-05, bool relu=True) -> Tensor");
+  m.def("ibnorm_backward(Tensor grad, Tensor x, Tensor bn_scale, Tensor bn_shift, Tensor in_weight,"
+        " Tensor in_bias, float eps, bool relu) -> (Tensor grad_x, Tensor grad_bn_scale,"
+        " Tensor grad_bn_shift, Tensor grad_in_weight, Tensor grad_in_bias)");
+
   // Matting metrics (the DIM evaluation code's Grad and Conn): one value per image, already / 1000.
   m.def("gradient_error(Tensor pred, Tensor gt, Tensor? mask=None) -> Tensor");
   m.def("connectivity_error(Tensor pred, Tensor gt, Tensor? mask=None) -> Tensor");

@@ -6,6 +6,7 @@ from fastmatte.reference.gated_conv import gated_conv
 from fastmatte.reference.gradient_error import gradient_error
 from fastmatte.reference.guided_upsample import guided_upsample
 from fastmatte.reference.group_attention import group_attention
+from fastmatte.reference.ibnorm import ibnorm
 from fastmatte.reference.knn_attention import knn_attention
 from fastmatte.reference.knn_tiles import knn_tiles
 from fastmatte.reference.relative_position import relative_position_index
@@ -14,6 +15,6 @@ from fastmatte.reference.select_tiles import select_tiles
 from fastmatte.reference.trimap_fusion import trimap_fusion
 from fastmatte.reference.window_attention import window_attention
 
-__all__ = ["connectivity_error", "gated_conv", "gather_tiles", "gradient_error", "group_attention", "guided_upsample", "knn_attention",
-           "knn_tiles", "relative_position_index", "scatter_tiles", "select_tiles", "trimap_fusion",
-           "window_attention"]
+__all__ = ["connectivity_error", "gated_conv", "gather_tiles", "gradient_error", "group_attention",
+           "guided_upsample", "ibnorm", "knn_attention", "knn_tiles", "relative_position_index",
+           "scatter_tiles", "select_tiles", "trimap_fusion", "window_attention"]
