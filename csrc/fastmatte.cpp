@@ -54,6 +54,10 @@ TORCH_LIBRARY(fastmatte, m) {
         " Tensor coef_a, Tensor coef_b) -> (Tensor grad_image, Tensor grad_coef_a,"
         " Tensor grad_coef_b)");
 
+  // torch.cat of bilinearly resized feature maps (MODNet's skips), written channels-last in one pass.
+  m.def("resize_concat(Tensor[] tensors, SymInt[2] size) -> Tensor");
+  m.def("resize_concat_backward(Tensor grad, Tensor[] tensors, SymInt[2] size) -> Tensor[]");
+
   // Matting metrics (the DIM evaluation code's Grad and Conn): one value per image, already / 1000.
   m.def("gradient_error(Tensor pred, Tensor gt, Tensor? mask=None) -> Tensor");
   m.def("connectivity_error(Tensor pred, Tensor gt, Tensor? mask=None) -> Tensor");

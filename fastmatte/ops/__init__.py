@@ -7,11 +7,12 @@ from fastmatte.ops.guided_upsample import guided_upsample
 from fastmatte.ops.group_attention import group_attention
 from fastmatte.ops.knn_attention import knn_attention
 from fastmatte.ops.knn_tiles import knn_tiles
+from fastmatte.ops.resize_concat import resize_concat
 from fastmatte.ops.scatter_tiles import scatter_tiles
 from fastmatte.ops.select_tiles import TileSelection, select_tiles
 from fastmatte.ops.trimap_fusion import trimap_fusion
 from fastmatte.ops.window_attention import window_attention
 
 __all__ = ["TileSelection", "connectivity_error", "gated_conv", "gather_tiles", "gradient_error",
-           "group_attention", "guided_upsample", "knn_attention", "knn_tiles", "scatter_tiles",
-           "select_tiles", "trimap_fusion", "window_attention"]
+           "group_attention", "guided_upsample", "knn_attention", "knn_tiles", "resize_concat",
+           "scatter_tiles", "select_tiles", "trimap_fusion", "window_attention"]

@@ -9,11 +9,12 @@ from fastmatte.reference.group_attention import group_attention
 from fastmatte.reference.knn_attention import knn_attention
 from fastmatte.reference.knn_tiles import knn_tiles
 from fastmatte.reference.relative_position import relative_position_index
+from fastmatte.reference.resize_concat import resize_concat
 from fastmatte.reference.scatter_tiles import scatter_tiles
 from fastmatte.reference.select_tiles import select_tiles
 from fastmatte.reference.trimap_fusion import trimap_fusion
 from fastmatte.reference.window_attention import window_attention
 
-__all__ = ["connectivity_error", "gated_conv", "gather_tiles", "gradient_error", "group_attention", "guided_upsample", "knn_attention",
-           "knn_tiles", "relative_position_index", "scatter_tiles", "select_tiles", "trimap_fusion",
-           "window_attention"]
+__all__ = ["connectivity_error", "gated_conv", "gather_tiles", "gradient_error", "group_attention",
+           "guided_upsample", "knn_attention", "knn_tiles", "relative_position_index", "resize_concat",
+           "scatter_tiles", "select_tiles", "trimap_fusion", "window_attention"]
