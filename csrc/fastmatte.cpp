@@ -58,6 +58,11 @@ TORCH_LIBRARY(fastmatte, m) {
   m.def("resize_concat(Tensor[] tensors, SymInt[2] size) -> Tensor");
   m.def("resize_concat_backward(Tensor grad, Tensor[] tensors, SymInt[2] size) -> Tensor[]");
 
+  // F.adaptive_avg_pool2d (F.interpolate(mode="area")): MODNet's resize of the photo to the network
+  // size and of the matte back; the output is in x's suggested memory format.
+  m.def("area_resize(Tensor x, SymInt[2] size) -> Tensor");
+  m.def("area_resize_backward(Tensor grad, Tensor x, SymInt[2] size) -> Tensor");
+
   // Matting metrics (the DIM evaluation code's Grad and Conn): one value per image, already / 1000.
   m.def("gradient_error(Tensor pred, Tensor gt, Tensor? mask=None) -> Tensor");
   m.def("connectivity_error(Tensor pred, Tensor gt, Tensor? mask=None) -> Tensor");
