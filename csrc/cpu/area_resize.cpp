@@ -66,26 +66,55 @@ struct Plan {
   Shape s;
   int64_t K;                   // the widest column window
   std::vector<int64_t> taps;   // [W, K] buffer offsets (element offsets: channels-last scales by C)
-  std::vector<int64_t> kw;     // each column window's width
+  std::vector<opmath_t> kw;    // each column window's width
 
   // Sums source rows [hs, he) of one image plane (NCHW) or one image (channels-last, row = w * C
-  // elements) into buf[0, row); buf[row, row + slot) stays 0.
+  // elements) into buf[0, row); buf[row, row + slot) stays 0. Up to four rows per sweep of the
+  // buffer, added in row order: ((r0 + r1) + r2) + ..., the order of one row at a time.
   FM_INLINE static void sum_rows(const scalar_t* __restrict image, int64_t row, int64_t hs, int64_t he,
                                  opmath_t* __restrict buf) {
-    const scalar_t* __restrict r0 = image + hs * row;
-    for (int64_t k = 0; k < row; ++k) buf[k] = static_cast<opmath_t>(r0[k]);
-    for (int64_t y = hs + 1; y < he; ++y) {
-      const scalar_t* __restrict r = image + y * row;
-      for (int64_t k = 0; k < row; ++k) buf[k] += static_cast<opmath_t>(r[k]);
+    using T = opmath_t;
+    int64_t y = hs;
+    {
+      const int64_t n = std::min<int64_t>(he - y, 4);
+      const scalar_t* __restrict r0 = image + y * row;
+      const scalar_t* __restrict r1 = r0 + row;
+      const scalar_t* __restrict r2 = r1 + row;
+      const scalar_t* __restrict r3 = r2 + row;
+      if (n == 1) {
+        for (int64_t k = 0; k < row; ++k) buf[k] = T(r0[k]);
+      } else if (n == 2) {
+        for (int64_t k = 0; k < row; ++k) buf[k] = T(r0[k]) + T(r1[k]);
+      } else if (n == 3) {
+        for (int64_t k = 0; k < row; ++k) buf[k] = T(r0[k]) + T(r1[k]) + T(r2[k]);
+      } else {
+        for (int64_t k = 0; k < row; ++k) buf[k] = T(r0[k]) + T(r1[k]) + T(r2[k]) + T(r3[k]);
+      }
+      y += n;
+    }
+    while (y < he) {
+      const int64_t n = std::min<int64_t>(he - y, 3);
+      const scalar_t* __restrict r0 = image + y * row;
+      const scalar_t* __restrict r1 = r0 + row;
+      const scalar_t* __restrict r2 = r1 + row;
+      if (n == 1) {
+        for (int64_t k = 0; k < row; ++k) buf[k] = buf[k] + T(r0[k]);
+      } else if (n == 2) {
+        for (int64_t k = 0; k < row; ++k) buf[k] = buf[k] + T(r0[k]) + T(r1[k]);
+      } else {
+        for (int64_t k = 0; k < row; ++k) buf[k] = buf[k] + T(r0[k]) + T(r1[k]) + T(r2[k]);
+      }
+      y += n;
     }
   }
 
   // NCHW output rows [begin, end) of the B * C * H rows.
   FM_INLINE void planar(int64_t begin, int64_t end) const {
-    std::vector<opmath_t> buffer(s.w + 1, opmath_t(0));
+    std::vector<opmath_t> buffer(s.w + 1, opmath_t(0)), sum_row(s.W);
     opmath_t* __restrict buf = buffer.data();
+    opmath_t* __restrict sums = sum_row.data();
     const int64_t* __restrict tap = taps.data();
-    const int64_t* __restrict width = kw.data();
+    const opmath_t* __restrict width = kw.data();
     int64_t last_hs = -1, last_he = -1;
     for (int64_t r = begin; r < end; ++r) {
       const int64_t plane = r / s.H, i = r % s.H;
@@ -98,13 +127,14 @@ struct Plan {
       last_hs = hs;
       last_he = he;
       sum_rows(in + plane * s.h * s.w, s.w, hs, he, buf);
-      const int64_t kh = he - hs;
       for (int64_t j = 0; j < s.W; ++j) {
         const int64_t* t = tap + j * K;
         opmath_t sum = buf[t[0]];
         for (int64_t k = 1; k < K; ++k) sum += buf[t[k]];
-        o[j] = static_cast<scalar_t>(sum / static_cast<opmath_t>(kh * width[j]));
+        sums[j] = sum;
       }
+      const opmath_t kh = static_cast<opmath_t>(he - hs);
+      for (int64_t j = 0; j < s.W; ++j) o[j] = static_cast<scalar_t>(sums[j] / (kh * width[j]));
     }
   }
 
@@ -127,7 +157,7 @@ struct Plan {
       last_hs = hs;
       last_he = he;
       sum_rows(in + b * s.h * row, row, hs, he, buf);
-      const int64_t kh = he - hs;
+      const opmath_t kh = static_cast<opmath_t>(he - hs);
       for (int64_t j = 0; j < s.W; ++j) {
         const int64_t* t = taps.data() + j * K;
         const opmath_t* __restrict first = buf + t[0];
@@ -136,7 +166,7 @@ struct Plan {
           const opmath_t* __restrict v = buf + t[k];
           for (int64_t c = 0; c < C; ++c) acc[c] += v[c];
         }
-        const opmath_t count = static_cast<opmath_t>(kh * kw[j]);
+        const opmath_t count = kh * kw[j];
         scalar_t* __restrict oj = o + j * C;
         for (int64_t c = 0; c < C; ++c) oj[c] = static_cast<scalar_t>(acc[c] / count);
       }
@@ -187,18 +217,21 @@ at::Tensor area_resize_cpu(const at::Tensor& x, at::IntArrayRef size) {
     plan.in = input.data_ptr<scalar_t>();
     plan.out = out.data_ptr<scalar_t>();
     plan.s = s;
+    using opmath_t = at::opmath_type<scalar_t>;
     plan.K = 0;
     plan.kw.resize(s.W);
+    std::vector<int64_t> kw(s.W);
     for (int64_t j = 0; j < s.W; ++j) {
-      plan.kw[j] = end_index(j, s.W, s.w) - start_index(j, s.W, s.w);
-      plan.K = std::max(plan.K, plan.kw[j]);
+      kw[j] = end_index(j, s.W, s.w) - start_index(j, s.W, s.w);
+      plan.kw[j] = static_cast<opmath_t>(kw[j]);
+      plan.K = std::max(plan.K, kw[j]);
     }
     const int64_t step = cl ? s.C : 1, zero = s.w * step;  // the zero slot after the buffer's row
     plan.taps.resize(s.W * plan.K);
     for (int64_t j = 0; j < s.W; ++j) {
       const int64_t ws = start_index(j, s.W, s.w);
       for (int64_t k = 0; k < plan.K; ++k) {
-        plan.taps[j * plan.K + k] = k < plan.kw[j] ? (ws + k) * step : zero;
+        plan.taps[j * plan.K + k] = k < kw[j] ? (ws + k) * step : zero;
       }
     }
     const int64_t rows = cl ? s.B * s.H : s.B * s.C * s.H;
