@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from fastmatte.bench.timing import synchronize
+from fastmatte.bench.area_resize import CASES as AREA_RESIZE_CASES, area_resize_cases
 from fastmatte.bench.attention import attention_cases
 from fastmatte.bench.gated_conv import gated_conv_cases
 from fastmatte.bench.guided_upsample import CASES as UPSAMPLE_CASES, guided_upsample_cases
@@ -29,10 +30,12 @@ CASES = {
     "trimap_fusion": [case[0] for case in FUSION_CASES],
     "guided_upsample": [case[0] for case in UPSAMPLE_CASES],
     "resize_concat": [case[0] for case in RESIZE_CONCAT_CASES],
+    "area_resize": [case[0] for case in AREA_RESIZE_CASES],
 }
 BUILDERS = {"tiles": tile_op_cases, "attention": attention_cases, "window_attention": window_attention_cases,
             "gated_conv": gated_conv_cases, "trimap_fusion": trimap_fusion_cases,
-            "guided_upsample": guided_upsample_cases, "resize_concat": resize_concat_cases}
+            "guided_upsample": guided_upsample_cases, "resize_concat": resize_concat_cases,
+            "area_resize": area_resize_cases}
 
 
 @functools.lru_cache(maxsize=None)
