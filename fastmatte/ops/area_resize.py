@@ -28,8 +28,9 @@ def area_resize(x, size, *, backend=None) -> torch.Tensor:
         [B, C, H, W] in x's dtype and in x's (suggested) memory format, NCHW or channels-last, as
         ATen returns it: out[b, c, i, j] is the mean of x[b, c, hs:he, ws:we] with hs = floor(i * h
         / H), he = ceil((i + 1) * h / H) (ATen's integer start_index / end_index), likewise ws, we.
-        Half types accumulate in float32. Each window is summed then divided by its size, as ATen
-        does, in another order (rows first), so float results agree to rounding.
+        Half types accumulate in float32. Each window is summed, then divided by its size kh * kw,
+        as ATen does (it adds in another order, columns innermost, and divides by kh then by kw),
+        so float results agree with ATen's to rounding.
 
     The CPU kernel reads x once (each output row's source rows summed into a row buffer, then each
     column's window of it); the Triton kernel reads x through its strides. Differentiable in x: the
