@@ -11,10 +11,12 @@ import pytest
 import torch
 
 from fastmatte.bench.timing import synchronize
+from fastmatte.bench.area_resize import CASES as AREA_RESIZE_CASES, area_resize_cases
 from fastmatte.bench.attention import attention_cases
 from fastmatte.bench.gated_conv import gated_conv_cases
 from fastmatte.bench.guided_upsample import CASES as UPSAMPLE_CASES, guided_upsample_cases
 from fastmatte.bench.ibnorm import CASES as IBNORM_CASES, ibnorm_cases
+from fastmatte.bench.resize_concat import CASES as RESIZE_CONCAT_CASES, resize_concat_cases
 from fastmatte.bench.tiles import tile_op_cases
 from fastmatte.bench.trimap_fusion import CASES as FUSION_CASES, trimap_fusion_cases
 from fastmatte.bench.window_attention import window_attention_cases
@@ -29,10 +31,13 @@ CASES = {
     "trimap_fusion": [case[0] for case in FUSION_CASES],
     "guided_upsample": [case[0] for case in UPSAMPLE_CASES],
     "ibnorm": [case[0] for case in IBNORM_CASES],
+    "resize_concat": [case[0] for case in RESIZE_CONCAT_CASES],
+    "area_resize": [case[0] for case in AREA_RESIZE_CASES],
 }
 BUILDERS = {"tiles": tile_op_cases, "attention": attention_cases, "window_attention": window_attention_cases,
             "gated_conv": gated_conv_cases, "trimap_fusion": trimap_fusion_cases,
-            "guided_upsample": guided_upsample_cases, "ibnorm": ibnorm_cases}
+            "guided_upsample": guided_upsample_cases, "ibnorm": ibnorm_cases,
+            "resize_concat": resize_concat_cases, "area_resize": area_resize_cases}
 
 
 @functools.lru_cache(maxsize=None)

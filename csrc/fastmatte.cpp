@@ -62,6 +62,15 @@ TORCH_LIBRARY(fastmatte, m) {
         " Tensor in_bias, float eps, bool relu) -> (Tensor grad_x, Tensor grad_bn_scale,"
         " Tensor grad_bn_shift, Tensor grad_in_weight, Tensor grad_in_bias)");
 
+  // torch.cat of bilinearly resized feature maps (MODNet's skips), written channels-last in one pass.
+  m.def("resize_concat(Tensor[] tensors, SymInt[2] size) -> Tensor");
+  m.def("resize_concat_backward(Tensor grad, Tensor[] tensors, SymInt[2] size) -> Tensor[]");
+
+  // F.adaptive_avg_pool2d (F.interpolate(mode="area")): MODNet's resize of the photo to the network
+  // size and of the matte back; the output is in x's suggested memory format.
+  m.def("area_resize(Tensor x, SymInt[2] size) -> Tensor");
+  m.def("area_resize_backward(Tensor grad, Tensor x, SymInt[2] size) -> Tensor");
+
   // Matting metrics (the DIM evaluation code's Grad and Conn): one value per image, already / 1000.
   m.def("gradient_error(Tensor pred, Tensor gt, Tensor? mask=None) -> Tensor");
   m.def("connectivity_error(Tensor pred, Tensor gt, Tensor? mask=None) -> Tensor");

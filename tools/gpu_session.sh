@@ -49,8 +49,8 @@ declare -A CAP=([build]=130 [tests_ops]=110 [tests_models]=50 [sanitize]=40 [ben
 OP_TESTS=(tests/test_select_tiles.py tests/test_gather_tiles.py tests/test_scatter_tiles.py
           tests/test_knn_tiles.py tests/test_tile_pipeline.py tests/test_knn_attention.py
           tests/test_group_attention.py tests/test_window_attention.py tests/test_gated_conv.py
-          tests/test_trimap_fusion.py tests/test_guided_upsample.py tests/test_metrics_ops.py
-          tests/test_metrics.py)
+          tests/test_trimap_fusion.py tests/test_guided_upsample.py tests/test_ibnorm.py tests/test_resize_concat.py
+          tests/test_area_resize.py tests/test_metrics_ops.py tests/test_metrics.py)
 MODEL_TESTS=(tests/test_cra.py tests/test_swin.py tests/test_matter.py tests/test_model_bench.py
              tests/test_cross_region_attention.py tests/test_rvm.py tests/test_matter_video.py
              tests/test_modnet.py tests/test_modnet_training.py)

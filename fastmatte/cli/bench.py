@@ -20,15 +20,18 @@ from fastmatte.cli import usage_error
 from fastmatte.io.atomic import output_file_problem, write_file
 from fastmatte.matter import PRECISIONS
 
-DEFAULT_SUITES = "tiles,attention,window_attention,gated_conv,trimap_fusion,guided_upsample,ibnorm"
+DEFAULT_SUITES = ("tiles,attention,window_attention,gated_conv,trimap_fusion,guided_upsample,ibnorm,"
+                  "resize_concat,area_resize")
 
 
 def suites():
+    from fastmatte.bench.area_resize import area_resize_cases
     from fastmatte.bench.attention import attention_cases
     from fastmatte.bench.gated_conv import gated_conv_cases
     from fastmatte.bench.guided_upsample import guided_upsample_cases
     from fastmatte.bench.ibnorm import ibnorm_cases
     from fastmatte.bench.metrics import metric_cases
+    from fastmatte.bench.resize_concat import resize_concat_cases
     from fastmatte.bench.tiles import tile_op_cases
     from fastmatte.bench.trimap_fusion import trimap_fusion_cases
     from fastmatte.bench.window_attention import window_attention_cases
@@ -36,7 +39,8 @@ def suites():
     return {"tiles": tile_op_cases, "attention": attention_cases,
             "window_attention": window_attention_cases, "gated_conv": gated_conv_cases,
             "trimap_fusion": trimap_fusion_cases, "guided_upsample": guided_upsample_cases,
-            "ibnorm": ibnorm_cases, "metrics": metric_cases}
+            "ibnorm": ibnorm_cases, "resize_concat": resize_concat_cases, "area_resize": area_resize_cases,
+            "metrics": metric_cases}
 
 
 def add_parser(sub):
@@ -49,8 +53,8 @@ def add_parser(sub):
     b.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if present, else cpu")
     b.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32")
     b.add_argument("--suite", help="comma list of suites: tiles, attention, window_attention, gated_conv, "
-                                   "trimap_fusion, guided_upsample, ibnorm, metrics (default: all but "
-                                   "metrics)")
+                                   "trimap_fusion, guided_upsample, ibnorm, resize_concat, area_resize, "
+                                   "metrics (default: all but metrics)")
     b.add_argument("--ops", help="comma list of cases to time within the suites (default: all)")
     b.add_argument("--repeats", type=int,
                    help="timed runs per figure (default 30; with --model 10 on the CPU, 100 on CUDA)")
