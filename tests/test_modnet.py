@@ -75,7 +75,7 @@ def test_paddleseg_release_gives_the_official_outputs(paddleseg, backend):
 
 def test_paddleseg_recipe_gives_the_official_network_input_bit_for_bit(paddleseg):
     _, expected = paddleseg
-    net_input = RECIPES["paddleseg"].network_input(expected["image"])
+    net_input = RECIPES["paddleseg"].network_input(expected["image"], None)
     assert torch.equal((net_input - 0.5) / 0.5, expected["net_input"])
 
 

@@ -91,7 +91,7 @@ class OnnxPredict:
         self.outputs = {}  # network input shape -> the network's alpha buffer
 
     def __call__(self, image, state):
-        x = self.recipe.network_input(image).contiguous()
+        x = self.recipe.network_input(image, "torch").contiguous()
         session = self.network.session(tuple(x.shape), x.device, x.dtype)
         shape = (x.shape[0], 1, *x.shape[-2:])
         if x.shape not in self.outputs:
@@ -101,4 +101,4 @@ class OnnxPredict:
         binding.bind_input("image", *place(x), np.float32, tuple(x.shape), x.data_ptr())
         binding.bind_output("alpha", *place(alpha), np.float32, shape, alpha.data_ptr())
         session.run_with_iobinding(binding)
-        return {"alpha": self.recipe.restore(alpha, image.shape[-2:])}, None
+        return {"alpha": self.recipe.restore(alpha, image.shape[-2:], "torch")}, None

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fastmatte import ops
 from fastmatte.models.backbones.mobilenetv2 import MobileNetV2
 from fastmatte.models.image_check import check_image
 from fastmatte.models.modnet.blocks import ConvIBNormReLU, SEBlock
@@ -17,6 +18,24 @@ HR_CHANNELS = 32
 def resize(x, scale):
     """Bilinear resize by `scale`, align_corners=False, no antialias: every resize MODNet makes."""
     return F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
+
+
+def merge(parts, size, fused, backend):
+    """The parts (maps of one batch) bilinearly resized to size (H, W), those of that size as they
+    are, concatenated along channels in order: MODNet's every resize-and-concatenate. The eager
+    twin resizes by the scale factor (2, 1/2 or 1/4: sizes are multiples of 32) as the official
+    code does; fused, one fastmatte.ops.resize_concat writes the channels-last result in one
+    pass, without the resized maps."""
+    size = tuple(size)
+    if fused:
+        return ops.resize_concat(list(parts), size, backend=backend)
+    resized = [p if tuple(p.shape[-2:]) == size else resize(p, size[0] / p.shape[-2]) for p in parts]
+    return resized[0] if len(resized) == 1 else torch.cat(resized, 1)
+
+
+def double(x):
+    """x's size (H, W) doubled."""
+    return (2 * x.shape[-2], 2 * x.shape[-1])
 
 
 def run(units, x, fused, backend):
@@ -41,8 +60,9 @@ class LRBranch(nn.Module):
         self.conv_lr = ConvIBNormReLU(enc_channels[2], 1, 3, stride=2, padding=1, ibnorm=False, relu=False)
 
     def forward(self, enc32x, aux, fused=False, backend=None):
-        lr16x = self.conv_lr16x(resize(self.se_block(enc32x), 2), fused, backend)
-        lr8x = self.conv_lr8x(resize(lr16x, 2), fused, backend)
+        se = self.se_block(enc32x)
+        lr16x = self.conv_lr16x(merge((se,), double(se), fused, backend), fused, backend)
+        lr8x = self.conv_lr8x(merge((lr16x,), double(lr16x), fused, backend), fused, backend)
         semantic = torch.sigmoid(self.conv_lr(lr8x, fused, backend)) if aux else None
         return lr8x, semantic
 
@@ -67,15 +87,16 @@ class HRBranch(nn.Module):
         self.conv_hr = nn.Sequential(unit(hr + 3, hr), unit(hr, 1, 1, ibnorm=False, relu=False))
 
     def forward(self, img, enc2x, enc4x, lr8x, aux, fused=False, backend=None):
-        img2x, img4x = resize(img, 1 / 2), resize(img, 1 / 4)
         enc2x = self.tohr_enc2x(enc2x, fused, backend)
-        hr4x = self.conv_enc2x(torch.cat((img2x, enc2x), 1), fused, backend)
-        hr4x = self.conv_enc4x(torch.cat((hr4x, self.tohr_enc4x(enc4x, fused, backend)), 1), fused, backend)
-        hr4x = run(self.conv_hr4x, torch.cat((hr4x, resize(lr8x, 2), img4x), 1), fused, backend)
-        hr2x = run(self.conv_hr2x, torch.cat((resize(hr4x, 2), enc2x), 1), fused, backend)
+        hr4x = self.conv_enc2x(merge((img, enc2x), enc2x.shape[-2:], fused, backend), fused, backend)
+        enc4x = self.tohr_enc4x(enc4x, fused, backend)
+        hr4x = self.conv_enc4x(merge((hr4x, enc4x), hr4x.shape[-2:], fused, backend), fused, backend)
+        hr4x = run(self.conv_hr4x, merge((hr4x, lr8x, img), hr4x.shape[-2:], fused, backend), fused, backend)
+        hr2x = run(self.conv_hr2x, merge((hr4x, enc2x), enc2x.shape[-2:], fused, backend), fused, backend)
         if not aux:
             return hr2x, None
-        return hr2x, torch.sigmoid(run(self.conv_hr, torch.cat((resize(hr2x, 2), img), 1), fused, backend))
+        return hr2x, torch.sigmoid(run(self.conv_hr, merge((hr2x, img), img.shape[-2:], fused, backend),
+                                       fused, backend))
 
 
 class FusionBranch(nn.Module):
@@ -91,9 +112,9 @@ class FusionBranch(nn.Module):
             ConvIBNormReLU(hr // 2, 1, 1, ibnorm=False, relu=False))
 
     def forward(self, img, lr8x, hr2x, fused=False, backend=None):
-        lr2x = resize(self.conv_lr4x(resize(lr8x, 2), fused, backend), 2)
-        f2x = self.conv_f2x(torch.cat((lr2x, hr2x), 1), fused, backend)
-        return run(self.conv_f, torch.cat((resize(f2x, 2), img), 1), fused, backend)
+        lr4x = self.conv_lr4x(merge((lr8x,), double(lr8x), fused, backend), fused, backend)
+        f2x = self.conv_f2x(merge((lr4x, hr2x), hr2x.shape[-2:], fused, backend), fused, backend)
+        return run(self.conv_f, merge((f2x, img), img.shape[-2:], fused, backend), fused, backend)
 
 
 class MODNet(nn.Module):
@@ -111,7 +132,8 @@ class MODNet(nn.Module):
       aux: also return the training heads' outputs; always in training mode.
       backend: in eval mode, None = fastmatte's inference path (channels-last; the backbone's
         BatchNorms folded into its convolutions; every IBNorm + ReLU one fastmatte.ops.ibnorm,
-        which takes None, "cpu", "triton" or "torch" for its own backend); "torch" = the eager
+        every resize-and-concatenate one fastmatte.ops.resize_concat; a backend name is passed to
+        those ops); "torch" = the eager
         twin, the same layers as plain PyTorch modules in the order the official code runs
         them. In training mode both run the eager layers (batch statistics).
     Returns a dict: "alpha" [B, 1, H, W] in (0, 1); with aux also "semantic" [B, 1, H/16, W/16]
@@ -157,4 +179,5 @@ class MODNet(nn.Module):
         resized back: [B, 1, H, W]. Gradients follow the caller's grad mode."""
         check_image("MODNet", image, self.mean)
         recipe = RECIPES[self.variant]
-        return recipe.restore(self(recipe.network_input(image), backend=backend)["alpha"], image.shape[-2:])
+        alpha = self(recipe.network_input(image, backend), backend=backend)["alpha"]
+        return recipe.restore(alpha, image.shape[-2:], backend)

@@ -21,6 +21,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from fastmatte import ops
+
 VARIANTS = ("zhkkke", "paddleseg")
 REFERENCE_SIDE = 512
 MULTIPLE = 32
@@ -89,27 +91,36 @@ def _linear_taps(source: int, target: int, device, clamp: bool):
 
 
 class Recipe(NamedTuple):
-    network_input: callable  # image [B, 3, H, W] in [0, 1] -> the network's input, same range
-    restore: callable  # (alpha at the network's size, (H, W)) -> alpha [B, 1, H, W]
+    network_input: callable  # (image [B, 3, H, W] in [0, 1], backend) -> the network's input
+    restore: callable  # (alpha at the network's size, (H, W), backend) -> alpha [B, 1, H, W]
 
 
-def _zhkkke_input(image):
-    size = zhkkke_size(*image.shape[-2:])
-    return image if size == tuple(image.shape[-2:]) else F.interpolate(image, size=size, mode="area")
+def _area(x, size, backend):
+    """F.interpolate(x, size, mode="area"); fastmatte.ops.area_resize (the same, in one pass)
+    unless backend is "torch" (the eager twin)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    if backend == "torch":
+        return F.interpolate(x, size=tuple(size), mode="area")
+    return ops.area_resize(x, tuple(size), backend=backend)
 
 
-def _zhkkke_restore(alpha, size):
-    return alpha if tuple(alpha.shape[-2:]) == tuple(size) else F.interpolate(alpha, size=tuple(size), mode="area")
+def _zhkkke_input(image, backend=None):
+    return _area(image, zhkkke_size(*image.shape[-2:]), backend)
 
 
-def _paddleseg_input(image):
+def _zhkkke_restore(alpha, size, backend=None):
+    return _area(alpha, size, backend)
+
+
+def _paddleseg_input(image, backend=None):
     for size in paddleseg_sizes(*image.shape[-2:]):
         if size != tuple(image.shape[-2:]):
             image = _resize_8bit(image, size)
     return image
 
 
-def _paddleseg_restore(alpha, size):
+def _paddleseg_restore(alpha, size, backend=None):
     short, _ = paddleseg_sizes(*size)
     for target in (short, tuple(size)):
         if target != tuple(alpha.shape[-2:]):
