@@ -15,21 +15,18 @@ from fastmatte.ops._backend import check_backend
 HR_CHANNELS = 32
 
 
-def resize(x, scale):
-    """Bilinear resize by `scale`, align_corners=False, no antialias: every resize MODNet makes."""
-    return F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
-
-
 def merge(parts, size, fused, backend):
     """The parts (maps of one batch) bilinearly resized to size (H, W), those of that size as they
     are, concatenated along channels in order: MODNet's every resize-and-concatenate. The eager
-    twin resizes by the scale factor (2, 1/2 or 1/4: sizes are multiples of 32) as the official
-    code does; fused, one fastmatte.ops.resize_concat writes the channels-last result in one
-    pass, without the resized maps."""
+    twin resizes with F.interpolate to the size: the official code's scale factors 2, 1/2 and 1/4
+    give the same source coordinates bit for bit, as sizes are multiples of 32. Fused, one
+    fastmatte.ops.resize_concat writes the channels-last result in one pass, without the resized
+    maps."""
     size = tuple(size)
     if fused:
         return ops.resize_concat(list(parts), size, backend=backend)
-    resized = [p if tuple(p.shape[-2:]) == size else resize(p, size[0] / p.shape[-2]) for p in parts]
+    resized = [p if tuple(p.shape[-2:]) == size else
+               F.interpolate(p, size=size, mode="bilinear", align_corners=False) for p in parts]
     return resized[0] if len(resized) == 1 else torch.cat(resized, 1)
 
 
