@@ -61,12 +61,16 @@ def _multiple(height, width):
 
 def _resize_8bit(image, size):
     """cv2.resize(u8, (w, h), interpolation=cv2.INTER_LINEAR) of the 8-bit image round(255 image),
-    computed as OpenCV computes it on x86 (bit for bit), divided by 255 again."""
-    u8 = torch.round(image.float() * 255).clamp_(0, 255).to(torch.int32)
-    x0, x1, a0, a1 = _linear_taps(u8.shape[-1], size[1], image.device, clamp=True)
-    rows = u8[..., x0] * a0 + u8[..., x1] * a1  # the horizontal pass, exact, in units of 1/2048
-    y0, y1, b0, b1 = _linear_taps(u8.shape[-2], size[0], image.device, clamp=False)
-    top, bottom = rows[..., y0, :] >> 4, rows[..., y1, :] >> 4
+    computed as OpenCV computes it on x86 (bit for bit), divided by 255 again. Like OpenCV, only
+    the source rows some output row uses go through the horizontal pass."""
+    x0, x1, a0, a1 = _linear_taps(image.shape[-1], size[1], image.device, clamp=True)
+    y0, y1, b0, b1 = _linear_taps(image.shape[-2], size[0], image.device, clamp=False)
+
+    def horizontal(rows):  # exact, in units of 1/2048, then OpenCV's >> 4
+        u8 = torch.round(rows.float() * 255).clamp_(0, 255).to(torch.int32)
+        return (u8[..., x0] * a0 + u8[..., x1] * a1) >> 4
+
+    top, bottom = horizontal(image[..., y0, :]), horizontal(image[..., y1, :])
     out = ((b0[:, None] * top) >> 16) + ((b1[:, None] * bottom) >> 16)
     return (((out + 2) >> 2).clamp_(0, 255).float() / 255).to(image.dtype)
 
