@@ -20,17 +20,8 @@
 #include <vector>
 
 #include "checks.h"
+#include "cpu/avx2_clone.h"
 
-// The row loops are compiled twice, for the baseline ISA and for AVX2 + FMA (chosen at run time),
-// since the extension is built without -march.
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define FM_HAS_AVX2_CLONE 1
-#define FM_TARGET_AVX2 __attribute__((target("avx2,fma")))
-#else
-#define FM_HAS_AVX2_CLONE 0
-#define FM_TARGET_AVX2
-#endif
-#define FM_INLINE inline __attribute__((always_inline))
 
 namespace fastmatte {
 namespace {
@@ -182,27 +173,6 @@ struct Plan {
   }
 };
 
-template <typename scalar_t>
-void run_baseline(const Plan<scalar_t>& plan, bool cl, int64_t begin, int64_t end) {
-  plan.run(cl, begin, end);
-}
-
-#if FM_HAS_AVX2_CLONE
-template <typename scalar_t>
-FM_TARGET_AVX2 void run_avx2(const Plan<scalar_t>& plan, bool cl, int64_t begin, int64_t end) {
-  plan.run(cl, begin, end);
-}
-#endif
-
-bool cpu_has_avx2() {
-#if FM_HAS_AVX2_CLONE
-  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return avx2;
-#else
-  return false;
-#endif
-}
-
 at::Tensor area_resize_cpu(const at::Tensor& x, at::IntArrayRef size) {
   const char* op = "area_resize";
   const Shape s = check_inputs(x, size, op);
@@ -239,10 +209,7 @@ at::Tensor area_resize_cpu(const at::Tensor& x, at::IntArrayRef size) {
     // Each task writes at least ~32K output elements.
     const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, row_elements));
     at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
-#if FM_HAS_AVX2_CLONE
-      if (cpu_has_avx2()) return run_avx2(plan, cl, begin, end);
-#endif
-      run_baseline(plan, cl, begin, end);
+run_with_best_isa(plan, cl, begin, end);
     });
   });
   return out;

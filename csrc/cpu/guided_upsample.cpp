@@ -13,18 +13,9 @@
 #include <vector>
 
 #include "checks.h"
+#include "cpu/avx2_clone.h"
 #include "resample.h"
 
-// The row loops are compiled twice, for the baseline ISA and for AVX2 + FMA (chosen at run time),
-// since the extension is built without -march.
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define FM_HAS_AVX2_CLONE 1
-#define FM_TARGET_AVX2 __attribute__((target("avx2,fma")))
-#else
-#define FM_HAS_AVX2_CLONE 0
-#define FM_TARGET_AVX2
-#endif
-#define FM_INLINE inline __attribute__((always_inline))
 
 namespace fastmatte {
 namespace {
@@ -166,27 +157,6 @@ struct ForwardRows {
   }
 };
 
-template <typename scalar_t>
-void run_baseline(const ForwardRows<scalar_t>& rows, int64_t begin, int64_t end) {
-  rows.run(begin, end);
-}
-
-#if FM_HAS_AVX2_CLONE
-template <typename scalar_t>
-FM_TARGET_AVX2 void run_avx2(const ForwardRows<scalar_t>& rows, int64_t begin, int64_t end) {
-  rows.run(begin, end);
-}
-#endif
-
-bool cpu_has_avx2() {
-#if FM_HAS_AVX2_CLONE
-  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return avx2;
-#else
-  return false;
-#endif
-}
-
 std::tuple<at::Tensor, at::Tensor> guided_upsample_cpu(const at::Tensor& image_in,
                                                        const at::Tensor& coef_a_in,
                                                        const at::Tensor& coef_b_in) {
@@ -206,10 +176,7 @@ std::tuple<at::Tensor, at::Tensor> guided_upsample_cpu(const at::Tensor& image_i
     // Runs of rows long enough to reuse each widened row ~H/h times, short enough to share out.
     const int64_t grain = std::max<int64_t>(8, 4 * ((s.H + s.h - 1) / s.h));
     at::parallel_for(0, s.B * s.H, grain, [&](int64_t begin, int64_t end) {
-#if FM_HAS_AVX2_CLONE
-      if (cpu_has_avx2()) return run_avx2(rows, begin, end);
-#endif
-      run_baseline(rows, begin, end);
+run_with_best_isa(rows, begin, end);
     });
   });
   return {foreground, alpha};

@@ -38,18 +38,9 @@
 #include <vector>
 
 #include "checks.h"
+#include "cpu/avx2_clone.h"
 #include "cpu/simd.h"
 
-// The loops are compiled twice, for the baseline ISA and for AVX2 + FMA (chosen at run time), since
-// the extension is built without -march.
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define FM_HAS_AVX2_CLONE 1
-#define FM_TARGET_AVX2 __attribute__((target("avx2,fma")))
-#else
-#define FM_HAS_AVX2_CLONE 0
-#define FM_TARGET_AVX2
-#endif
-#define FM_INLINE inline __attribute__((always_inline))
 
 namespace fastmatte {
 namespace {
@@ -436,35 +427,11 @@ struct PixelApply {
   }
 };
 
-template <typename Body>
-void run_baseline(const Body& body, int64_t begin, int64_t end) {
-  body.run(begin, end);
-}
-
-#if FM_HAS_AVX2_CLONE
-template <typename Body>
-FM_TARGET_AVX2 void run_avx2(const Body& body, int64_t begin, int64_t end) {
-  body.run(begin, end);
-}
-#endif
-
-bool cpu_has_avx2() {
-#if FM_HAS_AVX2_CLONE
-  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return avx2;
-#else
-  return false;
-#endif
-}
-
 // body.run over [0, tasks) on ATen's threads, in the AVX2 clone where the CPU has it.
 template <typename Body>
 void parallel_run(int64_t tasks, const Body& body) {
   at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
-#if FM_HAS_AVX2_CLONE
-    if (cpu_has_avx2()) return run_avx2(body, begin, end);
-#endif
-    run_baseline(body, begin, end);
+run_with_best_isa(body, begin, end);
   });
 }
 

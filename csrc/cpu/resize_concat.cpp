@@ -15,18 +15,9 @@
 #include <vector>
 
 #include "checks.h"
+#include "cpu/avx2_clone.h"
 #include "resample.h"
 
-// The row loops are compiled twice, for the baseline ISA and for AVX2 + FMA (chosen at run time),
-// since the extension is built without -march.
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define FM_HAS_AVX2_CLONE 1
-#define FM_TARGET_AVX2 __attribute__((target("avx2,fma")))
-#else
-#define FM_HAS_AVX2_CLONE 0
-#define FM_TARGET_AVX2
-#endif
-#define FM_INLINE inline __attribute__((always_inline))
 
 namespace fastmatte {
 namespace {
@@ -183,27 +174,6 @@ struct Rows {
   }
 };
 
-template <typename scalar_t>
-void run_baseline(const Rows<scalar_t>& rows, int64_t begin, int64_t end) {
-  rows.run(begin, end);
-}
-
-#if FM_HAS_AVX2_CLONE
-template <typename scalar_t>
-FM_TARGET_AVX2 void run_avx2(const Rows<scalar_t>& rows, int64_t begin, int64_t end) {
-  rows.run(begin, end);
-}
-#endif
-
-bool cpu_has_avx2() {
-#if FM_HAS_AVX2_CLONE
-  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return avx2;
-#else
-  return false;
-#endif
-}
-
 at::Tensor resize_concat_cpu(at::TensorList tensors, at::IntArrayRef size) {
   const char* op = "resize_concat";
   const OutputSize s = check_inputs(tensors, size, op);
@@ -252,10 +222,7 @@ at::Tensor resize_concat_cpu(at::TensorList tensors, at::IntArrayRef size) {
     // Each task writes at least ~32K output elements.
     const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, s.W * s.C));
     at::parallel_for(0, s.B * s.H, grain, [&](int64_t begin, int64_t end) {
-#if FM_HAS_AVX2_CLONE
-      if (cpu_has_avx2()) return run_avx2(rows, begin, end);
-#endif
-      run_baseline(rows, begin, end);
+run_with_best_isa(rows, begin, end);
     });
   });
   return out;

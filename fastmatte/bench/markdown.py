@@ -24,8 +24,8 @@ def _provenance(records) -> str:
 def _workload(record) -> str:
     """What a zoo model's records ran on: weights, the photo or clip, and onnxruntime."""
     if "clip" in record:
-        return (f". {record['weights'].capitalize()} weights; each call is the next frame of a pan across the "
-                f"{record['clip']} photo, the state carried; onnxruntime "
+        return (f". {record['weights'].capitalize()} weights; each call is the next frame of a pan across "
+                f"the {record['clip']} photo, the state carried; onnxruntime "
                 f"{record['onnxruntime'] or 'not installed'}")
     if "photo" in record:
         return (f". {record['weights'].capitalize()} weights; variant {record['variant']}; the "

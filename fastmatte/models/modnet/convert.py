@@ -12,8 +12,9 @@ ZHKKKE_MARK = "lr_branch.se_block.fc.0.weight"
 PADDLE_MARK = "head.lr_branch.se_block.conv.0.weight"
 PADDLE_TRAINING_ONLY = ("blurer.",)  # the loss's fixed Gaussian kernel, saved with the model
 OWN_MARK = "backbone.features.0.0.weight"
-PADDLE_PARTS = {"_expand_conv._conv": "0", "_expand_conv._batch_norm": "1", "_bottleneck_conv._conv": "3",
-                "_bottleneck_conv._batch_norm": "4", "_linear_conv._conv": "6", "_linear_conv._batch_norm": "7"}
+PADDLE_PARTS = {"_expand_conv._conv": "0", "_expand_conv._batch_norm": "1",
+                "_bottleneck_conv._conv": "3", "_bottleneck_conv._batch_norm": "4",
+                "_linear_conv._conv": "6", "_linear_conv._batch_norm": "7"}
 
 
 def convert_official(state_dict: dict) -> Conversion:
@@ -83,7 +84,9 @@ def _paddle_name(key):
     group, unit, part, layer, leaf = match.groups()
     if unit is None:  # the stem (conv1) or the head (conv9): a plain conv + BN
         index = {"conv1": 0, "conv9": _group_start(len(SETTINGS))}.get(group)
-        return key if index is None else f"backbone.features.{index}.{'0' if layer == '_conv' else '1'}.{leaf}"
+        if index is None:
+            return key
+        return f"backbone.features.{index}.{'0' if layer == '_conv' else '1'}.{leaf}"
     if part not in PADDLE_PARTS:
         return key
     number = int(group[4:])  # groups conv2 .. conv8 hold SETTINGS[0 .. 6]
