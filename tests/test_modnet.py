@@ -89,8 +89,8 @@ def test_paddleseg_resize_is_opencv_inter_linear_on_8_bits(size):
     photo = np.random.default_rng(height).integers(0, 256, (height, width, 3), dtype=np.uint8)
     official = cv2.resize(photo, (target_w, target_h), interpolation=cv2.INTER_LINEAR)
     image = torch.from_numpy(photo).permute(2, 0, 1)[None] / 255
-    from fastmatte.models.modnet.recipe import _resize_8bit
-    ours = torch.round(_resize_8bit(image, (target_h, target_w)) * 255).to(torch.uint8)
+    from fastmatte.models.paddleseg_transforms import resize_8bit
+    ours = torch.round(resize_8bit(image, (target_h, target_w)) * 255).to(torch.uint8)
     assert torch.equal(ours[0].permute(1, 2, 0), torch.from_numpy(official))
 
 
