@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fastmatte.models.fold import fold
+
 # (expansion t, output channels c, blocks n, stride of the first block s), per group.
 SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
             (6, 320, 1, 1))
@@ -98,11 +100,3 @@ def run_folded(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
             x = x.clamp_(0, 6)
     return x
 
-
-def fold(conv: nn.Conv2d, bn: nn.BatchNorm2d):
-    """(weight, bias) of conv followed by bn in eval mode as one conv."""
-    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-    bias = bn.bias - bn.running_mean * scale
-    if conv.bias is not None:
-        bias = bias + conv.bias * scale
-    return conv.weight * scale.view(-1, 1, 1, 1), bias

@@ -1,0 +1,25 @@
+"""BatchNorm folding for inference: a convolution followed by a BatchNorm in eval mode (running
+statistics) is one convolution with rescaled weights and a bias. Shared by every zoo model's fused
+path; the folded weights are computed on each call (cheap next to the convolution, and always those
+of the current parameters)."""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def fold(conv: nn.Conv2d, bn: nn.BatchNorm2d):
+    """(weight, bias) of conv followed by bn in eval mode as one conv."""
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    bias = bn.bias - bn.running_mean * scale
+    if conv.bias is not None:
+        bias = bias + conv.bias * scale
+    return conv.weight * scale.view(-1, 1, 1, 1), bias
+
+
+def conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor, folded: bool) -> torch.Tensor:
+    """bn(conv(x)); folded: as one convolution (inference: bn must use its running statistics).
+    conv must use zero padding given by its own `padding` (an int or a tuple of ints)."""
+    if not folded:
+        return bn(conv(x))
+    weight, bias = fold(conv, bn)
+    return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
