@@ -12,12 +12,13 @@
 # Stages in value order, each with its own cap (seconds), and how the cap was estimated:
 #   build         130  sm_90 only, MAX_JOBS=16: here (2 cores) the 4 .cu files take 40-70 s each and
 #                      the 13 .cpp files 20-60 s each; 16 cores compile them side by side (~1.5 min)
-#   tests_ops     110  CUDA and Triton tests of the ops on the GPU, 8 workers: ~540 CUDA tests and
+#   tests_ops     100  CUDA and Triton tests of the ops on the GPU, 8 workers: ~540 CUDA tests and
 #                      ~730 Triton kernel variants to JIT-compile (~1 s each, spread over 8 workers)
 #   tests_models   50  CUDA tests of the models, Matter (CUDA graphs, pinned uploads), Swin
-#   sanitize       40  compute-sanitizer memcheck over a few parametrizations of the CUDA C++ ops
-#   bench_models  150  every zoo model (cra, modnet, rvm), fp16, batch 1, HD and 4K: fastmatte, the eager
-#                      twin, the CUDA graph and torch.compile (compiling a model at two sizes: ~1 min);
+#   sanitize       30  compute-sanitizer memcheck over a few parametrizations of the CUDA C++ ops
+#   bench_models  170  every zoo model (cra, modnet, ppmatting, ppmattingv2, rvm), fp16, batch 1, HD and
+#                      4K: fastmatte, the eager twin, the CUDA graph and torch.compile (compiling a model at
+#                      two sizes: ~30-60 s; a model cut short still records what it measured);
 #                      RVM's and MODNet's onnxruntime backends are fp32 only, recorded as skipped
 #   bench_ops      50  every op case, fp16, HD and 4K, 30 runs, with the bandwidth floor ratios
 # The caps add up to 530 s; the script refuses to start if they exceed BUDGET (540). A stage starts
@@ -45,7 +46,7 @@ RESULTS=$STATE/results
 PYTHON="${PYTHON:-python3}"
 DRY=${GPU_SESSION_DRY:-0}
 STAGES=(build tests_ops tests_models sanitize bench_models bench_ops)
-declare -A CAP=([build]=130 [tests_ops]=110 [tests_models]=50 [sanitize]=40 [bench_models]=150 [bench_ops]=50)
+declare -A CAP=([build]=130 [tests_ops]=100 [tests_models]=50 [sanitize]=30 [bench_models]=170 [bench_ops]=50)
 OP_TESTS=(tests/test_select_tiles.py tests/test_gather_tiles.py tests/test_scatter_tiles.py
           tests/test_knn_tiles.py tests/test_tile_pipeline.py tests/test_knn_attention.py
           tests/test_group_attention.py tests/test_window_attention.py tests/test_gated_conv.py
@@ -53,7 +54,8 @@ OP_TESTS=(tests/test_select_tiles.py tests/test_gather_tiles.py tests/test_scatt
           tests/test_area_resize.py tests/test_metrics_ops.py tests/test_metrics.py)
 MODEL_TESTS=(tests/test_cra.py tests/test_swin.py tests/test_matter.py tests/test_model_bench.py
              tests/test_cross_region_attention.py tests/test_rvm.py tests/test_matter_video.py
-             tests/test_modnet.py tests/test_modnet_training.py)
+             tests/test_modnet.py tests/test_modnet_training.py tests/test_ppmatting.py
+             tests/test_ppmattingv2.py tests/test_ppmatting_training.py)
 
 total=0
 for stage in "${STAGES[@]}"; do total=$((total + CAP[$stage])); done
