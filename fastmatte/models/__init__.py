@@ -35,5 +35,5 @@ MODELS["rvm"] = ModelEntry(
     default_weights=rvm.default_weights)
 
 __all__ = ["CRAMatting", "Conversion", "MODELS", "MODNet", "ModelEntry", "PPMattingV2", "RVM", "WeightsError",
-           "build_model", "default_weights", "load_backbone_weights", "load_model", "load_weights", "read_state_dict",
-           "read_weights"]
+           "build_model", "default_weights", "load_backbone_weights", "load_model", "load_weights",
+           "read_state_dict", "read_weights"]

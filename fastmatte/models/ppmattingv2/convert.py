@@ -6,6 +6,7 @@ from fastmatte.models.registry import Conversion
 PADDLE_MARK = "dpp.conv_mid._conv.weight"
 OWN_MARK = "dpp.conv_mid.conv.weight"
 BACKBONE_MARK = "backbone.features.0.conv.weight"
+PPMATTING_PARTS = ("scb.", "hrdb.")  # PP-Matting's semantic and detail branches
 
 
 def convert_official(state_dict: dict) -> Conversion:
@@ -17,13 +18,20 @@ def convert_official(state_dict: dict) -> Conversion:
       matting_head_mlff8x is part of the model). BatchNorm's num_batches_tracked, which Paddle has
       not, keeps the model's value.
     - fastmatte's own PP-MattingV2 state dict: passed through.
-    Anything else (a PP-Matting or MODNet file, say) passes through unchanged, so that load_model
-    names the file, what does not fit, and the zoo model it fits.
+    Anything else passes through unchanged, so that load_model names the file, what does not fit,
+    and the zoo model it fits (a MODNet file, say); a PP-Matting file (PaddleSeg's other matting
+    model, HRNet) is said to be one in the layout.
     """
     keys = set(state_dict)
     if OWN_MARK in keys:
         return Conversion(dict(state_dict), "fastmatte PP-MattingV2 state dict")
     if PADDLE_MARK in keys and BACKBONE_MARK in keys:
-        out = {k.replace("._conv.", ".conv.").replace("._batch_norm.", ".bn."): v for k, v in state_dict.items()}
+        out = {_own_name(k): v for k, v in state_dict.items()}
         return Conversion(out, "PaddleSeg PP-MattingV2 (.pdparams)")
+    if all(any(k.startswith(part) for k in keys) for part in PPMATTING_PARTS):
+        return Conversion(dict(state_dict), "PaddleSeg's PP-Matting (HRNet) layout, not PP-MattingV2's")
     return Conversion(dict(state_dict), "not PaddleSeg's PP-MattingV2 layout")
+
+
+def _own_name(key):
+    return key.replace("._conv.", ".conv.").replace("._batch_norm.", ".bn.")

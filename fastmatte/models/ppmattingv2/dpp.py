@@ -100,7 +100,8 @@ class DoublePyramidPool(nn.Module):
     def __init__(self, in_channels, mid_channels=256, out_channels=256):
         super().__init__()
         self.conv_mid = ConvBN(in_channels, mid_channels, 1, bias=True)
-        self.pp2 = nn.ModuleList(nn.Sequential(nn.AdaptiveAvgPool2d(b), BasicLayer(mid_channels)) for b in BINS)
+        self.pp2 = nn.ModuleList(nn.Sequential(nn.AdaptiveAvgPool2d(b), BasicLayer(mid_channels))
+                                 for b in BINS)
         self.conv_out = ConvBN(mid_channels, out_channels, 1, bias=True, relu=True)
 
     def forward(self, feats, fused: bool = False):

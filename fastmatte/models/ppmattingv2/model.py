@@ -30,7 +30,8 @@ class MattingHead(nn.Module):
     def __init__(self, in_channels, mid_channels, mid_num=1):
         super().__init__()
         self.conv = ConvBN(in_channels, mid_channels, 3, relu=True)
-        self.mid_conv = nn.ModuleList(ConvBN(mid_channels, mid_channels, 3, relu=True) for _ in range(mid_num - 1))
+        self.mid_conv = nn.ModuleList(ConvBN(mid_channels, mid_channels, 3, relu=True)
+                                      for _ in range(mid_num - 1))
         self.conv_out = nn.Conv2d(mid_channels, 1, 1, bias=False)
 
     def forward(self, x, folded: bool = False):
@@ -109,7 +110,8 @@ class PPMattingV2(nn.Module):
         if fused:
             x = ops.resize_concat([x, img], (height, width), backend=backend)
         else:
-            x = torch.cat([F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False), img], 1)
+            x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
+            x = torch.cat([x, img], 1)
         out = {"alpha": self.matting_head_mlff2x(x, fused)}
         if aux:
             out["alpha_8x"] = self.matting_head_mlff8x(x8, fused)
