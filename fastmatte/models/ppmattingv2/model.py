@@ -1,7 +1,11 @@
 """PP-MattingV2 (PaddleSeg, 2023): real-time trimap-free human matting, STDC1 backbone, the
 double pyramid pool module (dpp.py) and the MLFF decoder (mlff.py), as PaddleSeg's released
 ppmattingv2-stdc1-human_512 builds it (decoder channels 128, 96, 64, 32, 16; head width 8; DPP
-output 256 channels, merge "add")."""
+output 256 channels, merge "add"). Only that configuration is built: the official class's defaults
+(DPP output 512, merge "concat", decoder ending in 32, head width 32) differ from the release's
+config and are not offered.
+The forward is the official one; the inference path (channels-last, folded BatchNorms, fastmatte
+ops) and predict's max_short argument are fastmatte's."""
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -42,7 +46,8 @@ class MattingHead(nn.Module):
 
 
 class PPMattingV2(nn.Module):
-    """PP-MattingV2 as released (ppmattingv2-stdc1-human_512.pdparams; module names PaddleSeg's).
+    """PP-MattingV2 as released (ppmattingv2-stdc1-human_512.pdparams). Module names are PaddleSeg's,
+    except that its ConvBN sub-layers `_conv` / `_batch_norm` are `conv` / `bn` here.
 
     backbone: "stdc1", the one released.
     max_short: predict's LimitShort bound (the config's 512), fastmatte's constructor default;
