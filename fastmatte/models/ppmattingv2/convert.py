@@ -5,7 +5,6 @@ from fastmatte.models.registry import Conversion
 
 PADDLE_MARK = "dpp.conv_mid._conv.weight"
 OWN_MARK = "dpp.conv_mid.conv.weight"
-BACKBONE_MARK = "backbone.features.0.conv.weight"
 PPMATTING_PARTS = ("scb.", "hrdb.")  # PP-Matting's semantic and detail branches
 
 
@@ -25,7 +24,7 @@ def convert_official(state_dict: dict) -> Conversion:
     keys = set(state_dict)
     if OWN_MARK in keys:
         return Conversion(dict(state_dict), "fastmatte PP-MattingV2 state dict")
-    if PADDLE_MARK in keys and BACKBONE_MARK in keys:
+    if PADDLE_MARK in keys:
         out = {_own_name(k): v for k, v in state_dict.items()}
         return Conversion(out, "PaddleSeg PP-MattingV2 (.pdparams)")
     if all(any(k.startswith(part) for k in keys) for part in PPMATTING_PARTS):
