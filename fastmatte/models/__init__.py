@@ -1,11 +1,12 @@
 """The model zoo: every model loads its authors' released checkpoints (registry.py, weights.py),
 each in its own module or package, over shared backbones (backbones/)."""
-from fastmatte.models import cra, modnet, rvm
+from fastmatte.models import cra, modnet, ppmattingv2, rvm
 from fastmatte.models.backbones import load_backbone_weights
 from fastmatte.models.cra import CRAMatting
 from fastmatte.models.registry import (MODELS, Conversion, ModelEntry, build_model, default_weights,
                                        load_model, read_weights)
 from fastmatte.models.modnet import MODNet
+from fastmatte.models.ppmattingv2 import PPMattingV2
 from fastmatte.models.rvm import RVM
 from fastmatte.models.weights import WeightsError, load_weights, read_state_dict
 
@@ -20,6 +21,11 @@ MODELS["modnet"] = ModelEntry(
     configurations={"zhkkke": {"variant": "zhkkke"}, "paddleseg": {"variant": "paddleseg"}},
     formats=("ZHKKKe/MODNet's .ckpt (DataParallel state dict)", "PaddleSeg's modnet-mobilenetv2.pdparams",
              "safetensors"))
+MODELS["ppmattingv2"] = ModelEntry(
+    build=PPMattingV2, convert_official=ppmattingv2.convert_official,
+    summary="PP-MattingV2 (PaddleSeg): real-time trimap-free human matting, STDC1, double pyramid pool, MLFF",
+    configurations={"stdc1": {}},
+    formats=("PaddleSeg's ppmattingv2-stdc1-human_512.pdparams", "safetensors"))
 MODELS["rvm"] = ModelEntry(
     build=RVM, convert_official=rvm.convert_official,
     summary="RVM (Lin et al., WACV 2022): recurrent video matting, MobileNetV3-Large, deep guided filter",
@@ -28,6 +34,6 @@ MODELS["rvm"] = ModelEntry(
              "converts it)", "safetensors", "PyTorch state dict of fastmatte's RVM"),
     default_weights=rvm.default_weights)
 
-__all__ = ["CRAMatting", "Conversion", "MODELS", "MODNet", "ModelEntry", "RVM", "WeightsError", "build_model",
-           "default_weights", "load_backbone_weights", "load_model", "load_weights", "read_state_dict",
-           "read_weights"]
+__all__ = ["CRAMatting", "Conversion", "MODELS", "MODNet", "ModelEntry", "PPMattingV2", "RVM", "WeightsError",
+           "build_model", "default_weights", "load_backbone_weights", "load_model", "load_weights",
+           "read_state_dict", "read_weights"]

@@ -9,6 +9,8 @@ loads strictly once its "backbone." prefix is removed; no key mapping is needed.
 import torch
 from torch import nn
 
+from fastmatte.models.fold import conv_bn
+
 CHANNELS = (32, 64, 256, 512, 1024)  # width of the 1/2, 1/4, 1/8, 1/16 and 1/32 features
 
 
@@ -22,8 +24,9 @@ class ConvBNRelu(nn.Module):
         self.bn = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU(inplace=True)
 
-    def forward(self, x):
-        return self.relu(self.bn(self.conv(x)))
+    def forward(self, x, folded: bool = False):
+        """folded (inference only): the BatchNorm folded into the conv (fastmatte.models.fold)."""
+        return self.relu(conv_bn(self.conv, self.bn, x, folded))
 
 
 class CatBottleneck(nn.Module):
@@ -47,12 +50,12 @@ class CatBottleneck(nn.Module):
             [ConvBNRelu(in_channels, half, kernel=1)]
             + [ConvBNRelu(widths[i - 1], widths[i]) for i in range(1, 4)])
 
-    def forward(self, x):
-        out1 = self.conv_list[0](x)
-        out = self.avd_layer(out1) if self.stride == 2 else out1
+    def forward(self, x, folded: bool = False):
+        out1 = self.conv_list[0](x, folded)
+        out = conv_bn(self.avd_layer[0], self.avd_layer[1], out1, folded) if self.stride == 2 else out1
         outs = [self.skip(out1) if self.stride == 2 else out1]
         for conv in self.conv_list[1:]:
-            out = conv(out)
+            out = conv(out, folded)
             outs.append(out)
         return torch.cat(outs, 1)
 
@@ -64,6 +67,8 @@ class STDC1(nn.Module):
     forward(x[B, 3, H, W], normalised as (image - 0.5) / 0.5) -> five maps
     [B, 32, H/2, W/2], [B, 64, H/4, W/4], [B, 256, H/8, W/8], [B, 512, H/16, W/16],
     [B, 1024, H/32, W/32] (sizes rounded up); `feat_channels` lists their widths.
+    fold_batchnorm=True (inference only, eval mode; fastmatte's choice) runs every conv with its
+    BatchNorm folded into its weight and bias: the same function with fewer passes over memory.
     """
 
     feat_channels = CHANNELS
@@ -79,10 +84,10 @@ class STDC1(nn.Module):
             self.ends.append(len(blocks))
         self.features = nn.Sequential(*blocks)
 
-    def forward(self, x) -> list:
+    def forward(self, x, fold_batchnorm: bool = False) -> list:
         feats = []
         for i, block in enumerate(self.features):
-            x = block(x)
+            x = block(x, fold_batchnorm)
             if i < 2 or i + 1 in self.ends:
                 feats.append(x)
         return feats
