@@ -42,7 +42,8 @@ class HRDB(nn.Module):
 
     The gates are fastmatte.nn.GatedConv2d, which resize the guide themselves (the official code
     resizes it first; the same values). fused (inference; fastmatte's path): BatchNorms folded,
-    the convolutions channels-last, each gate one fastmatte.ops.gated_conv; the eager twin runs
+    the convolutions channels-last, each gate one fastmatte.ops.gated_conv (which reads and
+    writes NCHW: its output goes back to channels-last for the next block); the eager twin runs
     every gate layer by layer (GatedConv2d's backend "torch")."""
 
     def __init__(self, in_channels, scb_channels):
@@ -58,8 +59,8 @@ class HRDB(nn.Module):
         for i, source in enumerate(GUIDES):
             x = self.convs[i](self.res_list[i](x, fused))
             guide = self.gf_list[i](scb_outputs[source])
-            if fused:
-                x = self.gates[i](x, guide, backend=backend)
-            else:
-                x = self.gates[i](x, guide, backend="torch")
+            x = self.gates[i](x, guide, backend=backend if fused else "torch")
+            if fused and i < len(GUIDES) - 1:
+                # the gate's kernel writes NCHW; the next block's 3x3 convs run faster channels-last
+                x = x.contiguous(memory_format=torch.channels_last)
         return self.detail_conv(x)
