@@ -92,7 +92,8 @@ def test_predict_sizes_follow_the_released_configs(release):
         small = model.predict(image, max_short=128)
         sizes = network_sizes(320, 256, 128)
         assert sizes == ((160, 128), (160, 128))
-        by_hand = transforms.restore(model(transforms.network_input(image, sizes))["alpha"], sizes, (320, 256))
+        alpha = model(transforms.network_input(image, sizes))["alpha"]
+        by_hand = transforms.restore(alpha, sizes, (320, 256))
     assert small.shape == (1, 1, 320, 256)
     assert torch.equal(small, by_hand)
 

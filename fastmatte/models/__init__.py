@@ -35,6 +35,6 @@ MODELS["rvm"] = ModelEntry(
              "converts it)", "safetensors", "PyTorch state dict of fastmatte's RVM"),
     default_weights=rvm.default_weights)
 
-__all__ = ["CRAMatting", "Conversion", "MODELS", "MODNet", "ModelEntry", "PPMatting", "RVM", "WeightsError", "build_model",
-           "default_weights", "load_backbone_weights", "load_model", "load_weights", "read_state_dict",
-           "read_weights"]
+__all__ = ["CRAMatting", "Conversion", "MODELS", "MODNet", "ModelEntry", "PPMatting", "RVM", "WeightsError",
+           "build_model", "default_weights", "load_backbone_weights", "load_model", "load_weights",
+           "read_state_dict", "read_weights"]

@@ -34,7 +34,8 @@ def convert_official(state_dict: dict) -> Conversion:
     try:
         backbone = paddle_hrnet_names(state_dict, "backbone.")
     except KeyError as error:
-        raise WeightsError(f"a PaddleSeg PP-Matting file with a backbone tensor HRNet has not: {error}") from None
+        raise WeightsError(f"a PaddleSeg PP-Matting file with a backbone tensor HRNet has not: "
+                           f"{error}") from None
     out = {"backbone." + k: v for k, v in backbone.items()}
     out.update((k, v) for k, v in state_dict.items() if not k.startswith("backbone."))
     return Conversion(out, "PaddleSeg PP-Matting (.pdparams)", config=config)
