@@ -66,7 +66,8 @@ class Bottleneck(nn.Module):
 
     def forward(self, x, folded: bool = False):
         skip = x if self.downsample is None else self.downsample(x, folded)
-        return F.relu(self.conv3(self.conv2(self.conv1(x, folded), folded), folded) + skip)
+        y = self.conv3(self.conv2(self.conv1(x, folded), folded), folded)
+        return y.add_(skip).relu_() if folded else F.relu(y + skip)
 
 
 class BasicBlock(nn.Module):
@@ -78,7 +79,8 @@ class BasicBlock(nn.Module):
         self.conv2 = ConvBN(channels, channels, 3, relu=False)
 
     def forward(self, x, folded: bool = False):
-        return F.relu(self.conv2(self.conv1(x, folded), folded) + x)
+        y = self.conv2(self.conv1(x, folded), folded)
+        return y.add_(x).relu_() if folded else F.relu(y + x)
 
 
 class HRModule(nn.Module):
@@ -114,11 +116,15 @@ class HRModule(nn.Module):
             y = xs[i]
             for j, t in enumerate(row):
                 if j > i:
-                    y = y + F.interpolate(t(xs[j], folded), size=xs[i].shape[-2:], mode="bilinear",
-                                          align_corners=False)
+                    term = F.interpolate(t(xs[j], folded), size=xs[i].shape[-2:], mode="bilinear",
+                                         align_corners=False)
                 elif j < i:
-                    y = y + chain(t, xs[j], folded)
-            out.append(F.relu(y))
+                    term = chain(t, xs[j], folded)
+                else:
+                    continue
+                # folded (inference): the sum accumulates in place once it is a new tensor
+                y = y.add_(term) if folded and y is not xs[i] else y + term
+            out.append(y.relu_() if folded and y is not xs[i] else F.relu(y))
         return out
 
 
