@@ -129,6 +129,16 @@ def test_training_mode_gives_every_head_and_gradients(release):
     assert model.hrdb.detail_conv.weight.grad.abs().sum() > 0
 
 
+def test_the_inference_path_is_differentiable(release):
+    _, expected, model = release
+    image = expected["image"][..., :128, :128].clone().requires_grad_()
+    out = model(image, aux=True)  # eval mode, grad enabled: the fused ops' backward
+    (out["alpha"].mean() + out["detail"].mean()).backward()
+    assert image.grad.isfinite().all() and image.grad.abs().sum() > 0
+    assert model.hrdb.gates[0].conv.weight.grad.isfinite().all()
+    model.zero_grad(set_to_none=True)
+
+
 def test_hrnet_w48_build_has_the_released_widths():
     model = build_model("ppmatting", backbone="hrnet_w48").eval()
     assert model.backbone.feat_channels == [64, 48, 96, 192, 384]
@@ -147,9 +157,13 @@ def test_the_release_converts_with_its_backbone_and_loads_back(release, tmp_path
     conversion = convert_official(read_state_dict(path))
     assert conversion.config == {"backbone": "hrnet_w18"} and "PaddleSeg" in conversion.layout
     torch.save(model.state_dict(), tmp_path / "own.pt")
-    again = load_model("ppmatting", tmp_path / "own.pt").eval()
-    for (name, a), b in zip(again.state_dict().items(), model.state_dict().values()):
-        assert torch.equal(a, b), name
+    assert main(["convert", "ppmatting", str(path), str(tmp_path / "human_1024.safetensors"),
+                 "--set", "max_short=1024"]) == 0
+    for file, max_short in (("own.pt", 512), ("human_1024.safetensors", 1024)):
+        again = load_model("ppmatting", tmp_path / file).eval()
+        assert again.backbone_name == "hrnet_w18" and again.max_short == max_short
+        for (name, a), b in zip(again.state_dict().items(), model.state_dict().values()):
+            assert torch.equal(a, b), name
 
 
 def test_a_release_with_a_missing_tensor_names_it(release, tmp_path):
