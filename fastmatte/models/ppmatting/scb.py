@@ -24,6 +24,7 @@ def resize(x, size):
 
 
 def double(x):
+    """x's size (H, W) doubled."""
     return 2 * x.shape[-2], 2 * x.shape[-1]
 
 
@@ -94,24 +95,28 @@ class SCB(nn.Module):
 
     def forward(self, x, fused=False, backend=None):
         context = self.psp_module(x, fused, backend)
-        if not fused:
-            psps = [psp(context) for psp in self.psps]
-            outputs = []
-            for i, layers in enumerate(self.scb_stages):
-                if i == 0:
-                    x = torch.cat((context, x), 1)
-                elif i <= len(psps):
-                    x = torch.cat((psps[i - 1], x), 1)
-                x = layers(x)
-                outputs.append(x)
-            return outputs
+        return self._fused(context, x, backend) if fused else self._eager(context, x)
+
+    def _eager(self, context, x):
+        psps = [psp(context) for psp in self.psps]
+        outputs = []
+        for i, layers in enumerate(self.scb_stages):
+            if i == 0:
+                x = torch.cat((context, x), 1)
+            elif i <= len(psps):
+                x = torch.cat((psps[i - 1], x), 1)
+            x = layers(x)
+            outputs.append(x)
+        return outputs
+
+    def _fused(self, context, x, backend):
         x = ops.resize_concat([context, x], x.shape[-2:], backend=backend)
         outputs = []
         for i, layers in enumerate(self.scb_stages[:5]):
             y = run(layers[:3], x, True)
             parts = [self.psps[i][0](context, True)] if i < len(self.psps) else []
             x = ops.resize_concat([*parts, y], double(y), backend=backend)
-            outputs.append(x[:, x.shape[1] - y.shape[1]:])
+            outputs.append(x[:, x.shape[1] - y.shape[1]:])  # stage i's upsampled output
         head = self.scb_stages[5]
         outputs.append(head[2](run(head[:2], x, True)))
         return outputs
