@@ -1,11 +1,12 @@
 """The model zoo: every model loads its authors' released checkpoints (registry.py, weights.py),
 each in its own module or package, over shared backbones (backbones/)."""
-from fastmatte.models import cra, modnet, ppmattingv2, rvm
+from fastmatte.models import cra, modnet, ppmatting, ppmattingv2, rvm
 from fastmatte.models.backbones import load_backbone_weights
 from fastmatte.models.cra import CRAMatting
 from fastmatte.models.registry import (MODELS, Conversion, ModelEntry, build_model, default_weights,
                                        load_model, read_weights)
 from fastmatte.models.modnet import MODNet
+from fastmatte.models.ppmatting import PPMatting
 from fastmatte.models.ppmattingv2 import PPMattingV2
 from fastmatte.models.rvm import RVM
 from fastmatte.models.weights import WeightsError, load_weights, read_state_dict
@@ -21,6 +22,12 @@ MODELS["modnet"] = ModelEntry(
     configurations={"zhkkke": {"variant": "zhkkke"}, "paddleseg": {"variant": "paddleseg"}},
     formats=("ZHKKKe/MODNet's .ckpt (DataParallel state dict)", "PaddleSeg's modnet-mobilenetv2.pdparams",
              "safetensors"))
+MODELS["ppmatting"] = ModelEntry(
+    build=PPMatting, convert_official=ppmatting.convert_official,
+    summary="PP-Matting (Chen et al., 2022): trimap-free, HRNet, semantic context and gated detail branches",
+    configurations={"hrnet_w18": {"backbone": "hrnet_w18"}, "hrnet_w48": {"backbone": "hrnet_w48"}},
+    formats=("PaddleSeg's ppmatting-hrnet_w18-human_512/-human_1024 and hrnet_w48-distinctions .pdparams "
+             "(human_1024: max_short=1024; distinctions: max_short=1536)", "safetensors"))
 MODELS["ppmattingv2"] = ModelEntry(
     build=PPMattingV2, convert_official=ppmattingv2.convert_official,
     summary="PP-MattingV2 (PaddleSeg): real-time trimap-free human matting, STDC1, double pyramid pool, MLFF",
@@ -34,6 +41,6 @@ MODELS["rvm"] = ModelEntry(
              "converts it)", "safetensors", "PyTorch state dict of fastmatte's RVM"),
     default_weights=rvm.default_weights)
 
-__all__ = ["CRAMatting", "Conversion", "MODELS", "MODNet", "ModelEntry", "PPMattingV2", "RVM", "WeightsError",
-           "build_model", "default_weights", "load_backbone_weights", "load_model", "load_weights",
-           "read_state_dict", "read_weights"]
+__all__ = ["CRAMatting", "Conversion", "MODELS", "MODNet", "ModelEntry", "PPMatting", "PPMattingV2", "RVM",
+           "WeightsError", "build_model", "default_weights", "load_backbone_weights", "load_model",
+           "load_weights", "read_state_dict", "read_weights"]

@@ -14,6 +14,8 @@ import re
 import torch.nn.functional as F
 from torch import nn
 
+from fastmatte.models.fold import conv_bn
+
 __all__ = ["HRNet", "hrnet_w18", "hrnet_w48", "paddle_hrnet_names"]
 
 
@@ -33,13 +35,23 @@ class ConvBN(nn.Module):
         self.conv = nn.Conv2d(cin, cout, kernel, stride, pad, bias=False)
         self.bn = nn.BatchNorm2d(cout, eps=1e-5)
 
-    def forward(self, x):
+    def forward(self, x, folded: bool = False):
+        """folded (inference, running statistics): the BatchNorm folded into the convolution."""
         if self.stride > 1:
             top, bottom = same_pad(x.shape[-2], self.kernel, self.stride)
             left, right = same_pad(x.shape[-1], self.kernel, self.stride)
             x = F.pad(x, (left, right, top, bottom))
-        x = self.bn(self.conv(x))
-        return F.relu(x) if self.relu else x
+        x = conv_bn(self.conv, self.bn, x, folded)
+        if not self.relu:
+            return x
+        return x.relu_() if folded else F.relu(x)
+
+
+def chain(layers, x, folded: bool):
+    """x through a ConvBN, an nn.Sequential of ConvBNs or an nn.Identity."""
+    for layer in layers if isinstance(layers, nn.Sequential) else (layers,):
+        x = x if isinstance(layer, nn.Identity) else layer(x, folded)
+    return x
 
 
 class Bottleneck(nn.Module):
@@ -52,9 +64,10 @@ class Bottleneck(nn.Module):
         self.conv3 = ConvBN(width, 4 * width, 1, relu=False)
         self.downsample = ConvBN(cin, 4 * width, 1, relu=False) if cin != 4 * width else None
 
-    def forward(self, x):
-        skip = x if self.downsample is None else self.downsample(x)
-        return F.relu(self.conv3(self.conv2(self.conv1(x))) + skip)
+    def forward(self, x, folded: bool = False):
+        skip = x if self.downsample is None else self.downsample(x, folded)
+        y = self.conv3(self.conv2(self.conv1(x, folded), folded), folded)
+        return y.add_(skip).relu_() if folded else F.relu(y + skip)
 
 
 class BasicBlock(nn.Module):
@@ -65,8 +78,9 @@ class BasicBlock(nn.Module):
         self.conv1 = ConvBN(channels, channels, 3)
         self.conv2 = ConvBN(channels, channels, 3, relu=False)
 
-    def forward(self, x):
-        return F.relu(self.conv2(self.conv1(x)) + x)
+    def forward(self, x, folded: bool = False):
+        y = self.conv2(self.conv1(x, folded), folded)
+        return y.add_(x).relu_() if folded else F.relu(y + x)
 
 
 class HRModule(nn.Module):
@@ -95,18 +109,22 @@ class HRModule(nn.Module):
                     row.append(nn.Identity())
             self.fuse.append(row)
 
-    def forward(self, xs: list) -> list:
-        xs = [branch(x) for branch, x in zip(self.branches, xs)]
+    def forward(self, xs: list, folded: bool = False) -> list:
+        xs = [chain(branch, x, folded) for branch, x in zip(self.branches, xs)]
         out = []
         for i, row in enumerate(self.fuse):
             y = xs[i]
             for j, t in enumerate(row):
                 if j > i:
-                    y = y + F.interpolate(t(xs[j]), size=xs[i].shape[-2:], mode="bilinear",
-                                          align_corners=False)
+                    term = F.interpolate(t(xs[j], folded), size=xs[i].shape[-2:], mode="bilinear",
+                                         align_corners=False)
                 elif j < i:
-                    y = y + t(xs[j])
-            out.append(F.relu(y))
+                    term = chain(t, xs[j], folded)
+                else:
+                    continue
+                # folded (inference): the sum accumulates in place once it is a new tensor
+                y = y.add_(term) if folded and y is not xs[i] else y + term
+            out.append(y.relu_() if folded and y is not xs[i] else F.relu(y))
         return out
 
 
@@ -116,6 +134,9 @@ class HRNet(nn.Module):
     forward(x [N, 3, H, W], H and W multiples of 32) returns 5 maps, channels `feat_channels`:
       [N, 64, H/2, W/2] (stem conv 1), [N, w, H/4, W/4], [N, 2w, H/8, W/8], [N, 4w, H/16, W/16],
       [N, 8w, H/32, W/32] (the stage-4 branches).
+    fold_batchnorm=True (inference only, eval mode; fastmatte's choice, not the official code's)
+      runs every conv with its BatchNorm folded in (fastmatte.models.fold); the maps keep x's
+      memory format (channels-last in, channels-last out).
     """
 
     def __init__(self, width: int = 18, modules_per_stage: tuple = (1, 4, 3)):
@@ -132,12 +153,19 @@ class HRNet(nn.Module):
         self.transition3 = ConvBN(ch[2], ch[3], 3, 2)
         self.stage4 = nn.Sequential(*(HRModule(ch) for _ in range(modules_per_stage[2])))
 
-    def forward(self, x) -> list:
-        x0 = self.stem1(x)
-        x = self.layer1(self.stem2(x0))
-        xs = self.stage2([t(x) for t in self.transition1])
-        xs = self.stage3(xs + [self.transition2(xs[-1])])
-        xs = self.stage4(xs + [self.transition3(xs[-1])])
+    def forward(self, x, fold_batchnorm: bool = False) -> list:
+        folded = fold_batchnorm
+        x0 = self.stem1(x, folded)
+        x = self.stem2(x0, folded)
+        for block in self.layer1:
+            x = block(x, folded)
+        xs = [t(x, folded) for t in self.transition1]
+        for stage, transition in ((self.stage2, None), (self.stage3, self.transition2),
+                                  (self.stage4, self.transition3)):
+            if transition is not None:
+                xs = xs + [transition(xs[-1], folded)]
+            for module in stage:
+                xs = module(xs, folded)
         return [x0] + xs
 
 
