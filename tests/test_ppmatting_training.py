@@ -2,6 +2,8 @@
 ppmattingv2_loss; their formulas are checked in tests/test_ppmatting_losses.py): the training
 forward gives what the losses need, gradients reach every trained parameter, and a few steps on
 synthetic composites lower the loss."""
+import re
+
 import pytest
 import torch
 
@@ -68,9 +70,17 @@ def test_training_mode_returns_what_the_loss_needs(name, loss, keys):
     assert set(model.eval()(image)) == {"alpha"}
 
 
+# PP-Matting uses HRNet's outputs 0 (stem), 1 (1/4, the detail branch) and 4 (1/32, the SCB): the
+# last stage-4 module's fuse rows for the 1/8 and 1/16 outputs feed nothing, in PaddleSeg's model too
+UNUSED = {"ppmatting": r"backbone\.stage4\.2\.fuse\.[12]\.", "ppmattingv2": None}
+
+
 @pytest.mark.parametrize("name, loss", [("ppmatting", ppmatting), ("ppmattingv2", ppmattingv2)])
 def test_a_few_steps_on_synthetic_composites_lower_the_loss(name, loss):
     _, losses, idle = train(name, loss)
     first, last = sum(losses[:2]) / 2, sum(losses[-2:]) / 2
     assert last < 0.8 * first, losses
-    assert idle == [], f"parameters the loss does not reach: {idle}"
+    unreached = [n for n in idle if UNUSED[name] is None or not re.match(UNUSED[name], n)]
+    assert unreached == [], f"parameters the loss does not reach: {unreached}"
+    if UNUSED[name]:
+        assert idle, "the unused HRNet outputs' layers got a gradient"
