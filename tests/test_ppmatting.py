@@ -13,7 +13,7 @@ from fastmatte.cli import main
 from fastmatte.io import read_matte, write_image
 from fastmatte.models import PPMatting, WeightsError, build_model, load_model, read_state_dict
 from fastmatte.models import paddleseg_transforms as transforms
-from fastmatte.models.ppmatting import convert_official, network_sizes
+from fastmatte.models.ppmatting import convert_official
 from oracle_weights import load_manifest, write_checkpoint
 
 DATA = Path(__file__).parent / "data"
@@ -73,24 +73,28 @@ def test_release_gives_the_official_outputs(release, backend):
         alpha_close(alpha, expected)
 
 
+def sizes_of(height, width, max_short):
+    return transforms.limit_short_sizes(height, width, max_short, "PPMatting")
+
+
 def test_the_network_input_is_the_official_one(release):
     _, expected, _ = release
-    sizes = network_sizes(320, 256, 512)
+    sizes = sizes_of(320, 256, 512)
     net_input = transforms.network_input(expected["image"], sizes)
     assert torch.equal((net_input - 0.5) / 0.5, expected["net_input"])
 
 
 def test_predict_sizes_follow_the_released_configs(release):
-    assert network_sizes(1080, 1920, 512) == ((512, 910), (512, 896))
-    assert network_sizes(1080, 1920, 1024) == ((1024, 1820), (1024, 1792))
-    assert network_sizes(1080, 1920, 1536) == ((1080, 1920), (1056, 1920))
-    assert network_sizes(300, 250, 512) == ((300, 250), (288, 224))
+    assert sizes_of(1080, 1920, 512) == ((512, 910), (512, 896))
+    assert sizes_of(1080, 1920, 1024) == ((1024, 1820), (1024, 1792))
+    assert sizes_of(1080, 1920, 1536) == ((1080, 1920), (1056, 1920))
+    assert sizes_of(300, 250, 512) == ((300, 250), (288, 224))
     path, expected, model = release
     assert load_model("ppmatting", weights=path, max_short=1024).max_short == 1024
     image = expected["image"]
     with torch.no_grad():  # a per-call max_short: LimitShort(128) makes 160x128, then back to 320x256
         small = model.predict(image, max_short=128)
-        sizes = network_sizes(320, 256, 128)
+        sizes = sizes_of(320, 256, 128)
         assert sizes == ((160, 128), (160, 128))
         alpha = model(transforms.network_input(image, sizes))["alpha"]
         by_hand = transforms.restore(alpha, sizes, (320, 256))

@@ -39,6 +39,29 @@ def int_multiple(height: int, width: int, model: str, multiple: int = MULTIPLE) 
     return size
 
 
+def limit_short_sizes(height: int, width: int, max_short: int, model: str) -> tuple:
+    """(LimitShort(max_short)'s size, ResizeToIntMult(32)'s size): the val transforms of
+    PaddleSeg's PP-Matting and PP-MattingV2 configs for a height x width photo."""
+    limited = limit_short(height, width, max_short)
+    return limited, int_multiple(*limited, model)
+
+
+def check_max_short(model: str, max_short) -> int:
+    """max_short (LimitShort's bound) as given, or ValueError naming `model`."""
+    if isinstance(max_short, bool) or not isinstance(max_short, int) or max_short < MULTIPLE:
+        raise ValueError(f"{model}: max_short must be an int >= {MULTIPLE}, got {max_short!r}")
+    return max_short
+
+
+def limit_short_predict(network, image: torch.Tensor, max_short: int, backend, model: str) -> torch.Tensor:
+    """PaddleSeg's inference of a PP-Matting-style release: image (float [B, 3, H, W] in [0, 1],
+    any size) through limit_short_sizes' resizes (8-bit, cv2-exact), network(x, backend=backend)
+    ["alpha"], and the alpha taken back through the same sizes: [B, 1, H, W]."""
+    sizes = limit_short_sizes(*image.shape[-2:], check_max_short(model, max_short), model)
+    alpha = network(network_input(image, sizes), backend=backend)["alpha"]
+    return restore(alpha, sizes, image.shape[-2:])
+
+
 def network_input(image: torch.Tensor, sizes) -> torch.Tensor:
     """image (float [B, 3, H, W] in [0, 1]) resized through `sizes` in order, each step a
     cv2.resize INTER_LINEAR of the 8-bit image (skipped when the size does not change)."""

@@ -2,6 +2,6 @@
 branch (scb.py), its high-resolution detail branch (hrdb.py), their conv unit (layers.py), and the
 conversion of the released checkpoints (convert.py)."""
 from fastmatte.models.ppmatting.convert import convert_official
-from fastmatte.models.ppmatting.model import MAX_SHORT, PPMatting, network_sizes
+from fastmatte.models.ppmatting.model import MAX_SHORT, PPMatting
 
-__all__ = ["MAX_SHORT", "PPMatting", "convert_official", "network_sizes"]
+__all__ = ["MAX_SHORT", "PPMatting", "convert_official"]

@@ -9,7 +9,7 @@ from torch import nn
 from fastmatte import ops
 from fastmatte.models import paddleseg_transforms as transforms
 from fastmatte.models.backbones.hrnet import hrnet_w18, hrnet_w48
-from fastmatte.models.image_check import check_image
+from fastmatte.models.image_check import check_finite, check_image, check_network_size
 from fastmatte.models.ppmatting.hrdb import HRDB
 from fastmatte.models.ppmatting.scb import SCB, STAGE_OUT, resize
 from fastmatte.ops._backend import check_backend
@@ -17,18 +17,6 @@ from fastmatte.ops._backend import check_backend
 BACKBONES = {"hrnet_w18": hrnet_w18, "hrnet_w48": hrnet_w48}
 MAX_SHORT = 512  # LimitShort of the human_512 configs; human_1024: 1024, hrnet_w48-distinctions: 1536
 FOREGROUND, TRANSITION = 0, 1  # the semantic classes (2 is the background)
-
-
-def network_sizes(height: int, width: int, max_short: int) -> tuple:
-    """(LimitShort's size, ResizeToIntMult(32)'s size) PaddleSeg's val transforms give a photo."""
-    limited = transforms.limit_short(height, width, max_short)
-    return limited, transforms.int_multiple(*limited, "PPMatting")
-
-
-def check_max_short(max_short):
-    if isinstance(max_short, bool) or not isinstance(max_short, int) or max_short < 32:
-        raise ValueError(f"PPMatting: max_short must be an int >= 32, got {max_short!r}")
-    return max_short
 
 
 def official_fusion(logits, detail):
@@ -49,8 +37,8 @@ class PPMatting(nn.Module):
 
     forward(image, aux=False, backend=None):
       image: float [B, 3, H, W] RGB in [0, 1], H and W multiples of 32 (predict resizes any image
-        as the official tool does), finite, in the model's dtype and device; normalized inside to
-        [-1, 1] ((x - 0.5) / 0.5) as the official transforms do.
+        as the official tool does), finite (checked on the CPU), in the model's dtype and device;
+        normalized inside to [-1, 1] ((x - 0.5) / 0.5) as the official transforms do.
       aux: also return "semantic" and "detail"; always in training mode.
       backend: in eval mode, None = fastmatte's inference path (channels-last convolutions,
         every BatchNorm folded, every resize-and-concatenate one fastmatte.ops.resize_concat, the
@@ -72,7 +60,7 @@ class PPMatting(nn.Module):
             raise ValueError(f"PPMatting: backbone must be one of {', '.join(map(repr, BACKBONES))}, "
                              f"got {backbone!r}")
         self.backbone_name = backbone
-        self.max_short = check_max_short(max_short)
+        self.max_short = transforms.check_max_short("PPMatting", max_short)
         self.backbone = BACKBONES[backbone]()
         channels = self.backbone.feat_channels
         self.scb = SCB(channels[-1])
@@ -82,14 +70,9 @@ class PPMatting(nn.Module):
     def forward(self, image, aux: bool = False, backend=None):
         check_backend("PPMatting", backend)
         check_image("PPMatting", image, self.mean)
+        check_network_size("PPMatting", image)
+        check_finite("PPMatting", image)
         size = tuple(image.shape[-2:])
-        if size[0] % 32 or size[1] % 32:
-            raise ValueError(f"PPMatting: image height and width must be multiples of 32, got "
-                             f"{size[0]}x{size[1]} (predict(image) resizes any image as the official "
-                             f"tool does)")
-        capturing = image.is_cuda and torch.cuda.is_current_stream_capturing()
-        if not capturing and not bool(torch.isfinite(image).all()):
-            raise ValueError("PPMatting: image holds NaN or infinite values")
         aux = aux or self.training
         fused = backend != "torch" and not self.training
         x = (image - self.mean) / self.mean
@@ -118,7 +101,5 @@ class PPMatting(nn.Module):
         alpha taken back through those sizes (bilinear): [B, 1, H, W]. Gradients follow the
         caller's grad mode."""
         check_image("PPMatting", image, self.mean)
-        max_short = self.max_short if max_short is None else check_max_short(max_short)
-        sizes = network_sizes(*image.shape[-2:], max_short)
-        alpha = self(transforms.network_input(image, sizes), backend=backend)["alpha"]
-        return transforms.restore(alpha, sizes, image.shape[-2:])
+        max_short = self.max_short if max_short is None else max_short
+        return transforms.limit_short_predict(self, image, max_short, backend, "PPMatting")

@@ -13,7 +13,7 @@ from torch import nn
 from fastmatte import ops
 from fastmatte.models import paddleseg_transforms as transforms
 from fastmatte.models.backbones.stdc import STDC1
-from fastmatte.models.image_check import check_image
+from fastmatte.models.image_check import check_finite, check_image, check_network_size
 from fastmatte.models.ppmattingv2.dpp import DoublePyramidPool
 from fastmatte.models.ppmattingv2.layers import ConvBN
 from fastmatte.models.ppmattingv2.mlff import MLFF
@@ -75,8 +75,7 @@ class PPMattingV2(nn.Module):
         if backbone not in BACKBONES:
             raise ValueError(f"PPMattingV2: backbone must be one of {', '.join(map(repr, BACKBONES))}, "
                              f"got {backbone!r}")
-        _check_max_short(max_short)
-        self.max_short = max_short
+        self.max_short = transforms.check_max_short("PPMattingV2", max_short)
         self.backbone = STDC1()
         c, d = STDC1.feat_channels, DECODER_CHANNELS
         self.dpp = DoublePyramidPool(sum(c[1:]), DPP_CHANNELS, DPP_CHANNELS)
@@ -92,12 +91,9 @@ class PPMattingV2(nn.Module):
     def forward(self, image, aux: bool = False, backend=None):
         check_backend("PPMattingV2", backend)
         check_image("PPMattingV2", image, self.mean)
+        check_network_size("PPMattingV2", image)
+        check_finite("PPMattingV2", image)
         height, width = image.shape[-2:]
-        if height % 32 or width % 32:
-            raise ValueError(f"PPMattingV2: image height and width must be multiples of 32, got "
-                             f"{height}x{width} (predict(image) resizes any image as PaddleSeg does)")
-        if image.device.type == "cpu" and not torch.compiler.is_compiling() and not image.isfinite().all():
-            raise ValueError("PPMattingV2: image holds NaN or infinite values")
         aux = aux or self.training
         fused = backend != "torch" and not self.training
         img = (image - self.mean) / self.mean
@@ -131,11 +127,8 @@ class PPMattingV2(nn.Module):
         same sizes bilinearly: [B, 1, H, W]. max_short None takes the model's (512 by default).
         Gradients follow the caller's grad mode."""
         check_image("PPMattingV2", image, self.mean)
-        max_short = self.max_short if max_short is None else _check_max_short(max_short)
-        limited = transforms.limit_short(*image.shape[-2:], max_short)
-        sizes = (limited, transforms.int_multiple(*limited, "PPMattingV2"))
-        alpha = self(transforms.network_input(image, sizes), backend=backend)["alpha"]
-        return transforms.restore(alpha, sizes, image.shape[-2:])
+        max_short = self.max_short if max_short is None else max_short
+        return transforms.limit_short_predict(self, image, max_short, backend, "PPMattingV2")
 
 
 def _area(img, size, fused, backend):
@@ -145,8 +138,3 @@ def _area(img, size, fused, backend):
         return ops.area_resize(img, tuple(size), backend=backend)
     return F.interpolate(img, size=tuple(size), mode="area")
 
-
-def _check_max_short(max_short):
-    if isinstance(max_short, bool) or not isinstance(max_short, int) or max_short < 32:
-        raise ValueError(f"PPMattingV2: max_short must be an int >= 32, got {max_short!r}")
-    return max_short
