@@ -28,9 +28,10 @@ def _workload(record) -> str:
                 f"the {record['clip']} photo, the state carried; onnxruntime "
                 f"{record['onnxruntime'] or 'not installed'}")
     if "photo" in record:
-        return (f". {record['weights'].capitalize()} weights; variant {record['variant']}; the "
-                f"{record['photo']} photo, network input {record['network']}; onnxruntime "
-                f"{record['onnxruntime'] or 'not installed'}")
+        variant = f"; variant {record['variant']}" if "variant" in record else ""
+        ort = f"; onnxruntime {record['onnxruntime'] or 'not installed'}" if "onnxruntime" in record else ""
+        return (f". {record['weights'].capitalize()} weights{variant}; the {record['photo']} photo, network "
+                f"input {record['network']}{ort}")
     return ""
 
 

@@ -8,10 +8,10 @@ H x W (the first frame of RVM's pan clip, fastmatte.bench.workloads.rvm.clip_fra
 scikit-image, fastmatte's procedural sample portrait, likewise (records: photo).
 Weights: random, drawn from a fixed seed (no released weights of these models can be fetched here;
 speed does not depend on their values), the records say so (weights: "random"; "given" for a module
-passed in, timed as it is). The BatchNorm running statistics are then measured on a photo (one
-forward pass in training mode, calibrate_batchnorm), as a trained network's match its data, so
-that every layer works at unit scale (PyTorch's default initialization leaves deep features near
-1e-8, where float32 rounding is all the backends would be compared on).
+passed in, timed as it is). The BatchNorm running statistics are then measured on a photo and its
+mirror image (one forward pass in training mode, calibrate_batchnorm), as a trained network's match
+its data, so that every layer works at unit scale (PyTorch's default initialization leaves deep
+features near 1e-8, where float32 rounding is all the backends would be compared on).
 Backends: fastmatte = model.predict(image), eager = model.predict(image, backend="torch"),
 compile = torch.compile of the eager predict (static shapes), cuda-graph on CUDA = the fastmatte
 predict captured once and replayed. Records add network (the size the recipe runs the network
@@ -96,7 +96,10 @@ class PhotoWorkload(Workload):
         self.weights = "random" if model is None else "given"
         model = prepare_model(self.name, device, dtype, model_kwargs, model)
         if self.weights == "random":
-            calibrate_batchnorm(model, photo_image(CALIBRATION_SIDE, CALIBRATION_SIDE, device, dtype)[0])
+            photo = photo_image(CALIBRATION_SIDE, CALIBRATION_SIDE, device, dtype)[0]
+            # the photo and its mirror image: a batch of two, as BatchNorms over the 1x1 maps of
+            # pyramid pooling (PP-Matting's) take in training mode
+            calibrate_batchnorm(model, torch.cat([photo, photo.flip(-1)]))
         self.model = model
         return model
 
