@@ -62,7 +62,7 @@ def test_the_training_head_is_in_the_file_and_loads(release):
     official = read_state_dict(path)
     model = load_model("ppmattingv2", weights=path).eval()
     ours = model.state_dict()
-    assert torch.equal(ours["matting_head_mlff8x.conv.conv.weight"],
+    assert torch.equal(ours["matting_head_mlff8x.conv._conv.weight"],
                        official["matting_head_mlff8x.conv._conv.weight"])
     assert torch.equal(ours["matting_head_mlff8x.conv_out.weight"],
                        official["matting_head_mlff8x.conv_out.weight"])
@@ -128,7 +128,7 @@ def test_a_missing_tensor_is_named(release, tmp_path):
     state = read_state_dict(release[0])
     del state["mlff4x.conv_atten.1._conv.weight"]
     torch.save(state, tmp_path / "broken.pt")
-    with pytest.raises(WeightsError, match=r"broken\.pt.*missing.*mlff4x\.conv_atten\.1\.conv\.weight"):
+    with pytest.raises(WeightsError, match=r"broken\.pt.*missing.*mlff4x\.conv_atten\.1\._conv\.weight"):
         load_model("ppmattingv2", weights=tmp_path / "broken.pt")
 
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastmatte.models.ppmatting.layers import ConvBN
+from fastmatte.models.paddleseg_layers import ConvBN
 from fastmatte.nn import GatedConv2d
 
 CHANNELS = (64, 32, 16, 8)
@@ -22,9 +22,9 @@ class BasicBlock(nn.Module):
 
     def __init__(self, cin, cout):
         super().__init__()
-        self.conv0 = ConvBN(cin, cout, 3, padding=1, bias=False)
-        self.conv1 = ConvBN(cout, cout, 3, padding=1, bias=False, relu=False)
-        self.short = ConvBN(cin, cout, 1, bias=False, relu=False) if cin != cout else None
+        self.conv0 = ConvBN(cin, cout, 3, relu=True)
+        self.conv1 = ConvBN(cout, cout, 3)
+        self.short = ConvBN(cin, cout, 1) if cin != cout else None
 
     def forward(self, x, folded=False):
         y = self.conv1(self.conv0(x, folded), folded)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastmatte import ops
-from fastmatte.models.ppmatting.layers import ConvBN
+from fastmatte.models.paddleseg_layers import ConvBN
 
 PSP_CHANNELS = 512
 BINS = (1, 3, 5)
@@ -44,8 +44,9 @@ class PPModule(nn.Module):
     def __init__(self, channels, out_channels=PSP_CHANNELS):
         super().__init__()
         self.stages = nn.ModuleList(
-            nn.Sequential(nn.AdaptiveAvgPool2d(b), ConvBN(channels, channels, 1)) for b in BINS)
-        self.conv_bn_relu2 = ConvBN(channels * (len(BINS) + 1), out_channels, 3, padding=1)
+            nn.Sequential(nn.AdaptiveAvgPool2d(b), ConvBN(channels, channels, 1, bias=True, relu=True))
+            for b in BINS)
+        self.conv_bn_relu2 = ConvBN(channels * (len(BINS) + 1), out_channels, 3, bias=True, relu=True)
 
     def forward(self, x, fused=False, backend=None):
         pooled = [stage[1](stage[0](x), fused) for stage in self.stages][::-1]
@@ -59,9 +60,9 @@ class PPModule(nn.Module):
 def stage(cin, mid, cout, dilation):
     """Three 3x3 ConvBNReLU (cin -> mid -> mid -> cout; the 2nd and 3rd with `dilation`) and a x2
     bilinear upsample."""
-    return nn.Sequential(ConvBN(cin, mid, 3, padding=1),
-                         ConvBN(mid, mid, 3, padding=dilation, dilation=dilation),
-                         ConvBN(mid, cout, 3, padding=dilation, dilation=dilation),
+    return nn.Sequential(ConvBN(cin, mid, 3, bias=True, relu=True),
+                         ConvBN(mid, mid, 3, dilation, bias=True, relu=True),
+                         ConvBN(mid, cout, 3, dilation, bias=True, relu=True),
                          nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False))
 
 
@@ -84,13 +85,13 @@ class SCB(nn.Module):
         stage_in = (PSP_CHANNELS + in_channels,) + tuple(o + o for o in STAGE_OUT[:4])
         self.psp_module = PPModule(in_channels)
         self.psps = nn.ModuleList(
-            nn.Sequential(ConvBN(PSP_CHANNELS, STAGE_OUT[k], 3, padding=1),
+            nn.Sequential(ConvBN(PSP_CHANNELS, STAGE_OUT[k], 3, bias=True, relu=True),
                           nn.Upsample(scale_factor=up, mode="bilinear", align_corners=False))
             for k, up in enumerate(PSP_UPSAMPLES))
         self.scb_stages = nn.ModuleList(
             [stage(stage_in[i], STAGE_MID[i], STAGE_OUT[i], 2 if i == 0 else 1) for i in range(5)]
-            + [nn.Sequential(ConvBN(STAGE_OUT[4], STAGE_MID[5], 3, padding=1),
-                             ConvBN(STAGE_MID[5], STAGE_MID[5], 3, padding=1),
+            + [nn.Sequential(ConvBN(STAGE_OUT[4], STAGE_MID[5], 3, bias=True, relu=True),
+                             ConvBN(STAGE_MID[5], STAGE_MID[5], 3, bias=True, relu=True),
                              nn.Conv2d(STAGE_MID[5], STAGE_OUT[5], 3, padding=1))])
 
     def forward(self, x, fused=False, backend=None):

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastmatte.models.ppmattingv2.layers import Conv2DBN, ConvBN
+from fastmatte.models.paddleseg_layers import Conv2DBN, ConvBN
 
 BINS = (2, 4, 6)
 HEADS, KEY_DIM, ATTN_RATIO, MLP_RATIO = 8, 16, 2, 2

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastmatte import ops
-from fastmatte.models.ppmattingv2.layers import ConvBN
+from fastmatte.models.paddleseg_layers import ConvBN
 
 
 def resize(x, size, fused, backend=None):

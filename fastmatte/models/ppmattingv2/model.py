@@ -15,7 +15,7 @@ from fastmatte.models import paddleseg_transforms as transforms
 from fastmatte.models.backbones.stdc import STDC1
 from fastmatte.models.image_check import check_finite, check_image, check_network_size
 from fastmatte.models.ppmattingv2.dpp import DoublePyramidPool
-from fastmatte.models.ppmattingv2.layers import ConvBN
+from fastmatte.models.paddleseg_layers import ConvBN
 from fastmatte.models.ppmattingv2.mlff import MLFF
 from fastmatte.ops._backend import check_backend
 
@@ -46,8 +46,7 @@ class MattingHead(nn.Module):
 
 
 class PPMattingV2(nn.Module):
-    """PP-MattingV2 as released (ppmattingv2-stdc1-human_512.pdparams). Module names are PaddleSeg's,
-    except that its ConvBN sub-layers `_conv` / `_batch_norm` are `conv` / `bn` here.
+    """PP-MattingV2 as released (ppmattingv2-stdc1-human_512.pdparams). Module names are PaddleSeg's.
 
     backbone: "stdc1", the one released.
     max_short: predict's LimitShort bound (the config's 512), fastmatte's constructor default;
