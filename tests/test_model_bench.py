@@ -21,6 +21,7 @@ from fastmatte.bench.chart import BOTTOM, COLORS, write_chart
 from fastmatte.bench.model import (OutputMismatch, check_backend, interleaved_ms, model_benchmark,
                                    parse_resolutions)
 from fastmatte.bench.profiling import model_stages, stage_ms
+from fastmatte.bench.workloads import workload
 from fastmatte.bench.workloads.base import Runner, prepare_model
 from fastmatte.bench.workloads.cra import model_inputs
 from fastmatte.bench.workloads.modnet import ONNX_TOLERANCE, MODNetWorkload, calibrate_batchnorm, photo_image
@@ -669,3 +670,38 @@ def test_modnet_paddleseg_variant_runs_its_own_recipe_in_every_backend():
     for backend in backends:
         assert alphas[backend].shape == (1, 1, 64, 64)
         assert (alphas[backend] - alphas["eager"]).abs().max() <= work.tolerance(backend, "fp32")
+
+
+def test_paddleseg_workloads_size_the_network_as_limit_short_does():
+    work, cpu = workload("ppmattingv2"), torch.device("cpu")
+    work.prepare(cpu, torch.float32)
+    assert work.network_size(work.model, 1080, 1920) == (512, 896)  # HD and 4K: 512 x 910, floored
+    assert work.network_size(work.model, 2160, 3840) == (512, 896)
+    assert work.network_size(work.model, 300, 250) == (288, 224)  # not enlarged, floored
+    big = SimpleNamespace(max_short=1024)  # the human_1024 release's configuration
+    assert workload("ppmatting").network_size(big, 1080, 1920) == (1024, 1792)
+
+
+def test_ppmatting_compares_backends_past_a_few_argmax_flips():
+    work, reference = workload("ppmatting"), torch.zeros(1, 1, 100, 100)  # 1e-4 of 10^4 pixels: one
+    flipped = reference.clone()
+    flipped[0, 0, 5, 5] = 1.0  # one near-tie pixel took the other class
+    assert work.difference(flipped, reference) == 0.0
+    flipped[0, 0, 50:52, 7] = 0.25  # a broader difference is not set aside
+    assert work.difference(flipped, reference) == 0.25
+    assert workload("ppmattingv2").difference(flipped, reference) == 1.0  # no argmax there: plain max
+
+
+def test_ppmattingv2_cli_times_predict_on_a_photo(tmp_path, capsys):
+    argv = ["bench", "--model", "ppmattingv2", "--res", "64x96", "--device", "cpu", "--repeats", "2", "--out",
+            str(tmp_path)]
+    assert main(argv) == 0
+    assert "(no released PP-MattingV2 weights here)" in capsys.readouterr().out
+    records = json.loads((tmp_path / "ppmattingv2_cpu_fp32.json").read_text())
+    assert [r["backend"] for r in records] == ["fastmatte", "eager"]
+    for r in records:
+        assert (r["network"], r["weights"], r["photo"]) == ("64x96", "random", "astronaut")
+        assert "variant" not in r and "onnxruntime" not in r
+        assert r["error"] is None and r["max_abs_diff_vs_eager"] <= 1e-3
+    table = (tmp_path / "ppmattingv2_cpu_fp32.md").read_text()
+    assert "Random weights; the astronaut photo, network input 64x96" in table

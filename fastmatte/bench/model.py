@@ -22,6 +22,7 @@ from fastmatte.bench.cases import RESOLUTIONS
 from fastmatte.bench.profiling import model_stages, profile_summary
 from fastmatte.bench.timing import device_name, git_commit, median_ms, synchronize
 from fastmatte.bench.workloads import WORKLOADS, workload
+from fastmatte.bench.workloads.base import max_abs_diff
 from fastmatte.matter import PRECISIONS
 
 DEFAULT_REPEATS = {"cpu": 10, "cuda": 100}  # timed calls per figure, by device type
@@ -94,11 +95,6 @@ def frame_size(resolution) -> tuple[int, int, str]:
     return height, width, resolution
 
 
-def max_abs_diff(alpha, reference) -> float:
-    """max |alpha - reference| in float32, both [B, 1, H, W]."""
-    return (alpha.float() - reference.float()).abs().max().item()
-
-
 def model_benchmark(model_name="cra", resolutions=("hd",), device=None, precision="fp32",
                     repeats=None, compile=None, profile=False, model_kwargs=None, *,
                     model=None, tolerance=None) -> list[dict]:
@@ -148,7 +144,8 @@ def model_benchmark(model_name="cra", resolutions=("hd",), device=None, precisio
             checked = {}
             for backend, run in runs.items():
                 limit = work.tolerance(backend, precision) if tolerance is None else tolerance
-                checked[backend] = check_backend(run, backend, reference, device, limit, label)
+                checked[backend] = check_backend(run, backend, reference, device, limit, label,
+                                                 work.difference)
             ready = {backend: runs[backend] for backend, (figures, _) in checked.items()
                      if not figures["error"]}
             for backend, ms in interleaved_ms(ready, device, repeats).items():
@@ -172,7 +169,7 @@ def reference_alphas(run, frames) -> list:
     return [run()["alpha"] for _ in range(frames)]
 
 
-def check_backend(run, backend, reference, device, tolerance, label) -> tuple[dict, dict]:
+def check_backend(run, backend, reference, device, tolerance, label, difference=None) -> tuple[dict, dict]:
     """Run `run` (a workload's Runner) from the start of its clip for as many calls as
     `reference` holds alphas (the first call compiles the "compile" backend, captures the
     "cuda-graph" one, opens onnxruntime's session), compare each alpha with the reference's,
@@ -180,14 +177,16 @@ def check_backend(run, backend, reference, device, tolerance, label) -> tuple[di
     fps_median and ms_median (None until timed), max_abs_diff_vs_eager and error = None, or
     for a backend in OPTIONAL why it cannot be timed (any exception: a result to report, not
     a crash). Raises OutputMismatch when an alpha is more than `tolerance` off, but for
-    torch.compile, whose mismatch is recorded as its error."""
+    torch.compile, whose mismatch is recorded as its error. difference(alpha, reference) -> float
+    measures "off" (default max_abs_diff; a workload's Workload.difference)."""
+    difference = difference or max_abs_diff
     figures = dict(fps_median=None, ms_median=None, max_abs_diff_vs_eager=None, error=None)
     try:
         run.reset()
         diffs = []
         for index, expected in enumerate(reference):
             out = run()
-            diffs.append(max_abs_diff(out["alpha"], expected))
+            diffs.append(difference(out["alpha"], expected))
             if not diffs[-1] <= tolerance:  # NaN fails too
                 at = f" (frame {index + 1} of the clip, the state carried)" if len(reference) > 1 else ""
                 raise OutputMismatch(f"{WHO.get(backend, 'fastmatte')} output does not match the eager model "

@@ -75,6 +75,11 @@ class Workload(ABC):
         """Largest max |alpha - eager alpha| accepted from `backend` in `precision`."""
         return DIFF_TOLERANCE[precision]
 
+    def difference(self, alpha, reference) -> float:
+        """How far a backend's alpha is from the eager one's, as checked against tolerance and
+        recorded as max_abs_diff_vs_eager: max_abs_diff by default."""
+        return max_abs_diff(alpha, reference)
+
     def figures(self, inputs) -> dict:
         """Figures of every record at these inputs, whichever backend (none by default)."""
         return {}
@@ -82,6 +87,11 @@ class Workload(ABC):
     def output_figures(self, out) -> dict:
         """Figures read from a backend's output (the keys of output_keys), after its timing."""
         return {}
+
+
+def max_abs_diff(alpha, reference) -> float:
+    """max |alpha - reference| in float32, both [B, 1, H, W]."""
+    return (alpha.float() - reference.float()).abs().max().item()
 
 
 def prepare_model(model_name, device, dtype=torch.float32, model_kwargs=None, model=None,

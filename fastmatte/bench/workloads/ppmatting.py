@@ -1,9 +1,20 @@
 """PP-Matting's and PP-MattingV2's workloads: the per-image photo workload
 (fastmatte.bench.workloads.photo) with PaddleSeg's recipe sizes: LimitShort(max_short, the
 model's: 512 for the human_512 releases) and ResizeToIntMult(32), so HD and 4K photos run the
-network at 512 x 896."""
+network at 512 x 896.
+
+PP-Matting's alpha is an argmax over three classes: where two classes' logits nearly tie, float32
+rounding (about 1e-4 relative through the random, calibrated network) can pick the other one in
+one backend, and the alpha there jumps by up to 1 (at HD, 30 of 2.07 M photo pixels, from one
+network pixel whose margin was 3e-4). Its backends are therefore compared by the largest
+difference outside the worst TIE_FRACTION of pixels; tests/test_ppmatting.py checks the exact
+outputs, margins included, on the official oracle."""
+import math
+
 from fastmatte.bench.workloads.photo import PhotoWorkload
 from fastmatte.models import paddleseg_transforms as transforms
+
+TIE_FRACTION = 1e-4
 
 
 class PaddleSegWorkload(PhotoWorkload):
@@ -17,6 +28,13 @@ class PaddleSegWorkload(PhotoWorkload):
 class PPMattingWorkload(PaddleSegWorkload):
     name = "ppmatting"
     title = "PP-Matting"
+
+    def difference(self, alpha, reference) -> float:
+        """The largest |alpha - reference| once the TIE_FRACTION of pixels that differ most are
+        set aside (near-tie argmax flips; see the module)."""
+        diff = (alpha.float() - reference.float()).abs().flatten()
+        kept = diff.numel() - math.floor(TIE_FRACTION * diff.numel())
+        return diff.kthvalue(kept).values.item()
 
 
 class PPMattingV2Workload(PaddleSegWorkload):
