@@ -100,6 +100,18 @@ def test_non_contiguous_inputs(device, backend):
     check_against_reference([t.requires_grad_() for t in inputs], backend)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_cpu_channels_last_is_read_and_written_in_place(dtype):
+    # several blocks of 256 pixels and a partial one, two images, an odd channel count
+    inputs = make_inputs(2, 5, 19, 33, 4, 7, "cpu", dtype)
+    x = inputs[0].contiguous(memory_format=torch.channels_last)
+    got = gated_conv(x, *inputs[1:], backend="cpu")
+    assert got.is_contiguous(memory_format=torch.channels_last) and not got.is_contiguous()
+    assert torch.equal(got, gated_conv(*inputs, backend="cpu"))  # the same arithmetic, per pixel
+    assert_close(got, reference.gated_conv(*inputs), dtype)
+    torch.library.opcheck(OP.gated_conv, (x.requires_grad_(), *[t.requires_grad_() for t in inputs[1:]]))
+
+
 @pytest.mark.parametrize("device,backend", BACKENDS)
 def test_nan_propagates_like_the_reference(device, backend):
     inputs = make_inputs(1, 3, 6, 8, 3, 4, device)

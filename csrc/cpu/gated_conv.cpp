@@ -7,7 +7,9 @@
 // [C+1, C+2] x [C+2, P], and the output conv another, [C, C] x [C, P]; out = (1 + gate) *
 // (W_out x), which is W_out (x (1 + gate)) up to rounding. The products (cpu/block_products.h)
 // and the elementwise passes run in code compiled for the CPU's vector ISA, picked at load
-// time. Forward reads x and the low-res guide once and writes out once.
+// time. Forward reads x and the low-res guide once and writes out once. The forward also takes a
+// channels-last x (a block is then P consecutive pixels of C channels each, transposed into the
+// scratch matrix) and writes out in x's layout; the backward takes contiguous tensors.
 //
 // Backward recomputes each block's forward. The block's output-side gradients, m*grad_out and
 // d(hidden pre-activation), stacked as D [2C+1, P], give grad_x and the full-resolution guide
@@ -101,6 +103,7 @@ FM_ISA_CLONES void gate_adjoint(int64_t C, int64_t width, const double* y, const
 
 struct Shape {
   int64_t batch, channels, height, width, guide_h, guide_w;
+  bool channels_last;  // x (and out) [B, H, W, C] in memory
   int64_t pixels() const { return height * width; }
   int64_t blocks_per_image() const { return (pixels() + kBlock - 1) / kBlock; }
 };
@@ -159,9 +162,19 @@ struct Block {
         count(std::min(kBlock, s.pixels() - start)), width((count + kPad - 1) / kPad * kPad) {}
 };
 
-// rows [C, width] of dst = the block's columns of src [B, C, H*W], zero past count.
+// rows [C, width] of dst = the block's columns of src [B, C, H*W] (or of [B, H*W, C] when
+// channels_last), zero past count.
 template <typename T, typename scalar_t>
 void load_rows(const scalar_t* src, const Shape& s, const Block& blk, T* dst) {
+  if (s.channels_last) {
+    const scalar_t* pixels = src + (blk.b * s.pixels() + blk.start) * s.channels;
+    for (int64_t p = 0; p < blk.count; ++p)
+      for (int64_t c = 0; c < s.channels; ++c)
+        dst[c * kLd + p] = static_cast<T>(pixels[p * s.channels + c]);
+    for (int64_t c = 0; c < s.channels; ++c)
+      std::fill(dst + c * kLd + blk.count, dst + c * kLd + blk.width, T(0));
+    return;
+  }
   for (int64_t c = 0; c < s.channels; ++c) {
     const scalar_t* row = src + (blk.b * s.channels + c) * s.pixels() + blk.start;
     T* out = dst + c * kLd;
@@ -202,6 +215,13 @@ void forward_kernel(const scalar_t* x, const scalar_t* guide, const Weights<at::
       matmul(w.hidden.data(), C + 1, C + 2, xs.data(), kLd, blk.width, z.data());
       gate_of(z.data(), w.gate.data(), C + 1, w.gate_bias, blk.width, gate.data());
       matmul(w.out.data(), C, C, xs.data(), kLd, blk.width, y.data());
+      if (s.channels_last) {
+        scalar_t* dst = out + (blk.b * s.pixels() + blk.start) * C;
+        for (int64_t p = 0; p < blk.count; ++p)
+          for (int64_t i = 0; i < C; ++i)
+            dst[p * C + i] = static_cast<scalar_t>((T(1) + gate[p]) * y[i * kLd + p]);
+        continue;
+      }
       for (int64_t i = 0; i < C; ++i) {
         scalar_t* dst = out + (blk.b * C + i) * s.pixels() + blk.start;
         const T* yi = y.data() + i * kLd;
@@ -257,14 +277,16 @@ void backward_kernel(const scalar_t* grad_out, const scalar_t* x, const scalar_t
 
 Shape check_inputs(const char* op, const at::Tensor& x, const at::Tensor& guide,
                    const at::Tensor& w_hidden, const at::Tensor& b_hidden, const at::Tensor& w_gate,
-                   const at::Tensor& b_gate, const at::Tensor& w_out) {
+                   const at::Tensor& b_gate, const at::Tensor& w_out, bool channels_last_ok) {
   check_rank(x, op, "x", 4, "[B, C, H, W]");
   const auto dtype = x.scalar_type();
   TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf ||
                   dtype == at::kBFloat16,
               "fastmatte.", op, ": x must be float32, float64, float16 or bfloat16, got ", dtype);
   TORCH_CHECK(x.size(1) >= 1, "fastmatte.", op, ": x must have at least one channel, got ", x.sizes());
-  check_contiguous(x, op, "x");
+  const bool channels_last = channels_last_ok && !x.is_contiguous() &&
+                             x.is_contiguous(at::MemoryFormat::ChannelsLast);
+  if (!channels_last) check_contiguous(x, op, "x");
   const int64_t B = x.size(0), C = x.size(1);
   check_rank(guide, op, "guide", 4, "[B, 1, h, w]");
   TORCH_CHECK(guide.size(0) == B && guide.size(1) == 1 && guide.size(2) >= 1 && guide.size(3) >= 1,
@@ -282,14 +304,14 @@ Shape check_inputs(const char* op, const at::Tensor& x, const at::Tensor& guide,
     check_same_device(*t, x, op, name, "x");
     check_contiguous(*t, op, name);
   }
-  return {B, C, x.size(2), x.size(3), guide.size(2), guide.size(3)};
+  return {B, C, x.size(2), x.size(3), guide.size(2), guide.size(3), channels_last};
 }
 
 at::Tensor gated_conv_cpu(const at::Tensor& x, const at::Tensor& guide, const at::Tensor& w_hidden,
                           const at::Tensor& b_hidden, const at::Tensor& w_gate,
                           const at::Tensor& b_gate, const at::Tensor& w_out) {
-  const Shape s = check_inputs("gated_conv", x, guide, w_hidden, b_hidden, w_gate, b_gate, w_out);
-  at::Tensor out = at::empty_like(x);
+  const Shape s = check_inputs("gated_conv", x, guide, w_hidden, b_hidden, w_gate, b_gate, w_out, true);
+  at::Tensor out = at::empty_like(x);  // x's layout
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gated_conv_cpu", [&] {
     using T = at::opmath_type<scalar_t>;
@@ -305,7 +327,7 @@ gated_conv_backward_cpu(const at::Tensor& grad_out, const at::Tensor& x, const a
                         const at::Tensor& w_gate, const at::Tensor& b_gate,
                         const at::Tensor& w_out) {
   const char* op = "gated_conv_backward";
-  const Shape s = check_inputs(op, x, guide, w_hidden, b_hidden, w_gate, b_gate, w_out);
+  const Shape s = check_inputs(op, x, guide, w_hidden, b_hidden, w_gate, b_gate, w_out, false);
   TORCH_CHECK(grad_out.sizes() == x.sizes(), "fastmatte.", op, ": grad_out must be x's shape ",
               x.sizes(), ", got ", grad_out.sizes());
   check_dtype(grad_out, x.scalar_type(), op, "grad_out");

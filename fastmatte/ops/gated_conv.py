@@ -26,7 +26,9 @@ def gated_conv(x: torch.Tensor, guide: torch.Tensor, w_hidden: torch.Tensor, b_h
         backend: None (fastest here), "cpu", "triton" or "torch" (the reference).
 
     Returns:
-        [B, C, H, W] in x's dtype; per pixel, in fp32 (fp64 for fp64):
+        [B, C, H, W] in x's dtype and, on the CPU, in x's memory layout (a channels-last x is read
+        and the output written channels-last, without a copy; elsewhere x is made contiguous);
+        per pixel, in fp32 (fp64 for fp64):
         ``hidden = relu(w_hidden @ [x; g] + b_hidden)``, ``gate = sigmoid(w_gate . hidden +
         b_gate)``, ``out = w_out @ (x * (1 + gate))``, g the resized guide. x and the low-res
         guide are read once and the output written once; no full-resolution intermediate.
@@ -41,7 +43,8 @@ def gated_conv(x: torch.Tensor, guide: torch.Tensor, w_hidden: torch.Tensor, b_h
     args = (x, guide, w_hidden, b_hidden, w_gate, b_gate, w_out)
     if choice == "torch":
         return reference.gated_conv(*args)
-    args = tuple(t.contiguous() for t in args)
+    keep_layout = choice == "cpu" and x.is_contiguous(memory_format=torch.channels_last)
+    args = tuple(t if i == 0 and keep_layout else t.contiguous() for i, t in enumerate(args))
     if choice == "triton":
         return torch.ops.fastmatte.gated_conv_triton(*args)
     return torch.ops.fastmatte.gated_conv(*args)
@@ -92,6 +95,11 @@ def _forward_fake(x, guide, w_hidden, b_hidden, w_gate, b_gate, w_out):
     return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 
+def _cpu_forward_fake(x, guide, w_hidden, b_hidden, w_gate, b_gate, w_out):
+    """The C++ op's output: x's layout (contiguous or channels-last, the two it takes)."""
+    return torch.empty_like(x)
+
+
 def _backward_fake(grad_out, *inputs):
     return tuple(torch.empty_like(t, memory_format=torch.contiguous_format) for t in inputs)
 
@@ -100,8 +108,9 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(*inputs)
 
 
-def _backward(ctx, grad_out):
-    return torch.ops.fastmatte.gated_conv_backward(grad_out.contiguous(), *ctx.saved_tensors)
+def _backward(ctx, grad_out):  # the backward op takes contiguous tensors (x may be channels-last)
+    return torch.ops.fastmatte.gated_conv_backward(grad_out.contiguous(),
+                                                   *(t.contiguous() for t in ctx.saved_tensors))
 
 
 def _backward_triton(ctx, grad_out):
@@ -113,6 +122,6 @@ _gated_conv_backward_triton.register_fake(_backward_fake)
 torch.library.register_autograd("fastmatte::gated_conv_triton", _backward_triton,
                                 setup_context=_setup_context)
 if HAS_C:
-    torch.library.register_fake("fastmatte::gated_conv", _forward_fake)
+    torch.library.register_fake("fastmatte::gated_conv", _cpu_forward_fake)
     torch.library.register_fake("fastmatte::gated_conv_backward", _backward_fake)
     torch.library.register_autograd("fastmatte::gated_conv", _backward, setup_context=_setup_context)

@@ -4,7 +4,6 @@ gated convolution guided by an SCB output (0, 2, 4), then a 1x1 conv to the deta
 
 Module names are PaddleSeg's (res_list.K.conv0 / conv1 / short, convs.K, gf_list.K, gates.K,
 detail_conv): a checkpoint's hrdb.* keys load as they are."""
-import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -42,8 +41,8 @@ class HRDB(nn.Module):
 
     The gates are fastmatte.nn.GatedConv2d, which resize the guide themselves (the official code
     resizes it first; the same values). fused (inference; fastmatte's path): BatchNorms folded,
-    the convolutions channels-last, each gate one fastmatte.ops.gated_conv (which reads and
-    writes NCHW: its output goes back to channels-last for the next block); the eager twin runs
+    the convolutions channels-last, each gate one fastmatte.ops.gated_conv (on the CPU it reads
+    and writes channels-last as it is; elsewhere it makes x contiguous); the eager twin runs
     every gate layer by layer (GatedConv2d's backend "torch")."""
 
     def __init__(self, in_channels, scb_channels):
@@ -60,7 +59,4 @@ class HRDB(nn.Module):
             x = self.convs[i](self.res_list[i](x, fused))
             guide = self.gf_list[i](scb_outputs[source])
             x = self.gates[i](x, guide, backend=backend if fused else "torch")
-            if fused and i < len(GUIDES) - 1:
-                # the gate's kernel writes NCHW; the next block's 3x3 convs run faster channels-last
-                x = x.contiguous(memory_format=torch.channels_last)
         return self.detail_conv(x)
