@@ -4,9 +4,10 @@ model's: 512 for the human_512 releases) and ResizeToIntMult(32), so HD and 4K p
 network at 512 x 896.
 
 PP-Matting's alpha is an argmax over three classes: where two classes' logits nearly tie, float32
-rounding (about 1e-4 relative through the random, calibrated network) can pick the other one in
-one backend, and the alpha there jumps by up to 1 (at HD, 30 of 2.07 M photo pixels, from one
-network pixel whose margin was 3e-4). Its backends are therefore compared by the largest
+rounding can pick the other one in one backend, and the alpha there jumps by up to 1. On these
+random, calibrated weights both float32 paths' semantic logits are 2e-4 to 5e-4 (relative) from a
+float64 run, so margins up to a few 1e-3 can flip: measured, 30 of 2.07 M photo pixels at HD (one
+network pixel) and 33 of 262,144 at 512x512. Its backends are therefore compared by the largest
 difference outside the worst TIE_FRACTION of pixels; tests/test_ppmatting.py checks the exact
 outputs, margins included, on the official oracle."""
 import math
@@ -14,7 +15,7 @@ import math
 from fastmatte.bench.workloads.photo import PhotoWorkload
 from fastmatte.models import paddleseg_transforms as transforms
 
-TIE_FRACTION = 1e-4
+TIE_FRACTION = 1e-3
 
 
 class PaddleSegWorkload(PhotoWorkload):
