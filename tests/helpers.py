@@ -94,3 +94,31 @@ def subprocess_env(**overrides) -> dict:
     where = str(Path(fastmatte.__file__).resolve().parents[1])
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [where, os.environ.get("PYTHONPATH")])),
             **overrides}
+
+
+def randomize_running_statistics(model):
+    """Every BatchNorm2d's running statistics made random (mean N(0, 0.1), variance U(0.5, 1.5)):
+    a folded inference path then differs from the BatchNorm layers unless it folds them right."""
+    with torch.no_grad():
+        for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.running_mean.normal_(0, 0.1)
+            bn.running_var.uniform_(0.5, 1.5)
+    return model
+
+
+def check_inference_path_equals_eager_twin(model, tolerance=2e-4):
+    """A zoo model's fused inference path (backend None) against its eager twin (backend "torch"),
+    in eval mode with random BatchNorm statistics: every aux output on a [2, 3, 96, 160] batch and
+    predict on a 75 x 130 photo (its recipe's resizes), max |difference| <= tolerance."""
+    randomize_running_statistics(model.eval())
+    with torch.no_grad():
+        image = torch.rand(2, 3, 96, 160)
+        eager = model(image, aux=True, backend="torch")
+        fused = model(image, aux=True)
+        photo = torch.rand(1, 3, 75, 130)
+        pairs = [(fused[key], eager[key]) for key in eager]
+        pairs.append((model.predict(photo), model.predict(photo, backend="torch")))
+    for got, want in pairs:
+        assert got.shape == want.shape
+        assert (got - want).abs().max().item() <= tolerance
+    return image

@@ -15,16 +15,12 @@ from fastmatte.io import read_matte, write_image
 from fastmatte.models import MODNet, WeightsError, build_model, cra, load_model, read_state_dict
 from fastmatte.models.modnet import paddleseg_sizes, zhkkke_size
 from fastmatte.models.modnet.recipe import RECIPES
-from oracle_weights import load_manifest, write_checkpoint
+from helpers import check_inference_path_equals_eager_twin
+from oracle_weights import expected_tensors, load_manifest, write_checkpoint
 
 DATA = Path(__file__).parent / "data"
 TOLERANCE = 1e-4  # fp32, max abs (the oracle notes: same op order agrees to ~1e-6)
 BACKENDS = ["torch", None]  # the eager twin and fastmatte's inference path
-
-
-def oracle(name):
-    with np.load(DATA / name / "expected.npz") as z:
-        return {k: torch.from_numpy(z[k]) for k in z.files}
 
 
 @pytest.fixture(scope="module")
@@ -32,14 +28,14 @@ def zhkkke(tmp_path_factory):
     """(path of an official-format ZHKKKe checkpoint (DataParallel keys, backbone twice), outputs)."""
     path = tmp_path_factory.mktemp("modnet") / "modnet_photographic_portrait_matting.ckpt"
     write_checkpoint(load_manifest(DATA / "modnet"), path)
-    return path, oracle("modnet")
+    return path, expected_tensors(DATA / "modnet")
 
 
 @pytest.fixture(scope="module")
 def paddleseg(tmp_path_factory):
     path = tmp_path_factory.mktemp("modnet") / "modnet-mobilenetv2.pdparams"
     write_checkpoint(load_manifest(DATA / "modnet_mobilenetv2_paddle"), path)
-    return path, oracle("modnet_mobilenetv2_paddle")
+    return path, expected_tensors(DATA / "modnet_mobilenetv2_paddle")
 
 
 def close(actual, expected, tolerance=TOLERANCE):
@@ -162,18 +158,7 @@ def test_another_models_checkpoint_is_refused_naming_the_model(zhkkke, paddleseg
 @pytest.mark.parametrize("variant", ["zhkkke", "paddleseg"])
 def test_inference_path_equals_the_eager_twin(variant):
     torch.manual_seed(0)
-    model = build_model("modnet", variant=variant).eval()
-    with torch.no_grad():
-        for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
-            bn.running_mean.normal_(0, 0.1)
-            bn.running_var.uniform_(0.5, 1.5)
-        image = torch.rand(2, 3, 96, 160)
-        eager = model(image, aux=True, backend="torch")
-        fused = model(image, aux=True)
-        for key in eager:
-            close(fused[key], eager[key], 2e-4)
-        photo = torch.rand(1, 3, 75, 130)
-        close(model.predict(photo), model.predict(photo, backend="torch"), 2e-4)
+    check_inference_path_equals_eager_twin(build_model("modnet", variant=variant))
 
 
 def test_training_mode_gives_every_head_and_gradients():

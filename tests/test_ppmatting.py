@@ -14,7 +14,7 @@ from fastmatte.io import read_matte, write_image
 from fastmatte.models import PPMatting, WeightsError, build_model, load_model, read_state_dict
 from fastmatte.models import paddleseg_transforms as transforms
 from fastmatte.models.ppmatting import convert_official
-from oracle_weights import load_manifest, write_checkpoint
+from oracle_weights import expected_tensors, load_manifest, write_checkpoint
 
 DATA = Path(__file__).parent / "data"
 RTOL = 1e-4  # max abs difference / max abs value, fp32
@@ -23,17 +23,12 @@ MARGIN = 1e-3
 BACKENDS = ["torch", None]  # the eager twin and fastmatte's inference path
 
 
-def oracle(name):
-    with np.load(DATA / name / "expected.npz") as z:
-        return {k: torch.from_numpy(z[k]) for k in z.files}
-
-
 @pytest.fixture(scope="module")
 def release(tmp_path_factory):
     """(path of the official-format .pdparams, PaddleSeg's outputs, the model loaded from it)."""
     path = tmp_path_factory.mktemp("ppmatting") / "ppmatting-hrnet_w18-human_512.pdparams"
     write_checkpoint(load_manifest(DATA / "ppmatting_hrnet_w18"), path)
-    return path, oracle("ppmatting_hrnet_w18"), load_model("ppmatting", weights=path).eval()
+    return path, expected_tensors(DATA / "ppmatting_hrnet_w18"), load_model("ppmatting", weights=path).eval()
 
 
 def relative(actual, expected):

@@ -11,6 +11,7 @@ import torch
 from fastmatte.cli import main
 from fastmatte.io import read_matte, write_image
 from fastmatte.models import PPMattingV2, WeightsError, build_model, load_model, read_state_dict
+from helpers import check_inference_path_equals_eager_twin
 from oracle_weights import load_manifest, write_checkpoint
 
 DATA = Path(__file__).parent / "data"
@@ -83,18 +84,8 @@ def test_training_mode_gives_alpha_8x_and_gradients():
 
 
 def test_inference_path_equals_the_eager_twin():
-    model = build_model("ppmattingv2").eval()
-    with torch.no_grad():
-        for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
-            bn.running_mean.normal_(0, 0.1)
-            bn.running_var.uniform_(0.5, 1.5)
-        image = torch.rand(2, 3, 96, 160)
-        eager = model(image, aux=True, backend="torch")
-        fused = model(image, aux=True)
-        for key in eager:
-            close(fused[key], eager[key], 2e-4)
-        photo = torch.rand(1, 3, 75, 130)
-        close(model.predict(photo), model.predict(photo, backend="torch"), 2e-4)
+    model = build_model("ppmattingv2")
+    image = check_inference_path_equals_eager_twin(model)
     image.requires_grad_(True)  # eval with gradients: the inference path still differentiates
     model(image)["alpha"].sum().backward()
     assert image.grad is not None
