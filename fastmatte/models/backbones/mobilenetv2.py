@@ -57,7 +57,7 @@ class MobileNetV2(nn.Module):
     [B, 24, H/4, W/4], [B, 32, H/8, W/8], [B, 96, H/16, W/16], [B, 1280, H/32, W/32] (sizes rounded
     up at every stride), in x's dtype.
 
-    fold_batchnorm(True) (inference only, eval mode) runs each conv with its BatchNorm folded into
+    forward(x, fold_batchnorm=True) (inference only, eval mode) runs each conv with its BatchNorm folded into
     its weight and bias, and ReLU6 as one clamp: the same function with fewer passes over memory.
     """
 
