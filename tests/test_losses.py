@@ -1,15 +1,12 @@
 """fastmatte.losses against independent formulations: NumPy formulas, OpenCV's image pyramids,
-SciPy's morphology, per-tile loops, and autograd's gradcheck in float64."""
-import math
-
+SciPy's morphology, and autograd's gradcheck in float64 (CRA's loss: tests/test_cra_losses.py)."""
 import cv2
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
 import torch
 
-from fastmatte.losses import (CRA_LOSS_WEIGHTS, alpha_l1_loss, coarse_alpha_target, coarse_trimap_target,
-                              composition_loss, cra_loss, laplacian_loss, trimap_from_alpha, trimap_loss)
+from fastmatte.losses import alpha_l1_loss, composition_loss, laplacian_loss, trimap_from_alpha
 
 
 def soft_alpha(B, H, W, seed=0):
@@ -153,7 +150,7 @@ def test_laplacian_refuses_images_too_small_for_the_levels():
         laplacian_loss(torch.rand(1, 1, 32, 40), torch.rand(1, 1, 32, 40), levels=5)
 
 
-@pytest.mark.parametrize("name", ["alpha", "laplacian", "composition", "trimap"])
+@pytest.mark.parametrize("name", ["alpha", "laplacian", "composition"])
 def test_gradcheck_float64(name):
     gen = torch.Generator().manual_seed(1)
 
@@ -166,14 +163,9 @@ def test_gradcheck_float64(name):
     elif name == "laplacian":
         gt, mask = rand(1, 1, 13, 11), rand(1, 1, 13, 11) > 0.3
         fn, inputs = (lambda p: laplacian_loss(p, gt, 3, mask)), (rand(1, 1, 13, 11),)
-    elif name == "composition":
+    else:
         gt, fg, bg, image = rand(1, 1, 4, 5), rand(1, 3, 4, 5), rand(1, 3, 4, 5), rand(1, 3, 4, 5)
         fn, inputs = (lambda p, f: composition_loss(p, gt, f, bg, image, eps=0.05)), (rand(1, 1, 4, 5), fg)
-    else:
-        target = torch.randint(0, 3, (2, 3, 4), generator=gen)
-        weights = torch.tensor([1.0, 3.0, 0.5], dtype=torch.float64)
-        fn, inputs = (lambda z: trimap_loss(z, target, weights)), (torch.randn(2, 3, 3, 4, generator=gen,
-                                                                               dtype=torch.float64),)
     inputs = tuple(t.requires_grad_() for t in inputs)
     assert torch.autograd.gradcheck(fn, inputs)
 
@@ -213,149 +205,6 @@ def test_trimap_from_alpha_accepts_uint8_and_marks_hard_edges():
     np.testing.assert_array_equal(trimap_from_alpha(hard)[0].numpy(), expected)
 
 
-def tile_reference(alpha, tile, grid, kernel_size):
-    """Per-tile loops over the image padded by edge replication (numpy): the trimap and alpha targets."""
-    B, _, H, W = alpha.shape
-    padding = ((0, 0), (0, 0), (0, grid[0] * tile - H), (0, grid[1] * tile - W))
-    alpha = torch.from_numpy(np.pad(alpha.numpy(), padding, mode="edge"))
-    pixels = trimap_from_alpha(alpha, kernel_size).numpy()
-    classes = np.zeros((B, *grid), np.int64)
-    means = np.zeros((B, 1, *grid))
-    for b, ty, tx in np.ndindex(B, *grid):
-        block = pixels[b, ty * tile:(ty + 1) * tile, tx * tile:(tx + 1) * tile]
-        values = alpha[b, 0, ty * tile:(ty + 1) * tile, tx * tile:(tx + 1) * tile].double().numpy()
-        means[b, 0, ty, tx] = values.mean()
-        if (block == 1).any():
-            classes[b, ty, tx] = 1
-        else:
-            classes[b, ty, tx] = 0 if (block == 0).sum() > (block == 2).sum() else 2
-    return classes, means
-
-
-@pytest.mark.parametrize("H,W,grid,kernel_size", [(37, 45, None, 5), (32, 48, None, 3), (20, 30, (4, 5), 1),
-                                                  (33, 47, (8, 6), 5)])
-def test_coarse_targets_match_per_tile_loops(H, W, grid, kernel_size):
-    alpha = soft_alpha(2, H, W, seed=H)
-    if kernel_size == 1:
-        alpha = (alpha > 0.5).double()  # hard edges: tiles with both fg and bg, no unknown
-    classes = coarse_trimap_target(alpha, grid=grid, kernel_size=kernel_size)
-    means = coarse_alpha_target(alpha, grid=grid)
-    expected_grid = grid or (math.ceil(H / 16) * 2, math.ceil(W / 16) * 2)
-    assert classes.shape == (2, *expected_grid) and classes.dtype == torch.int64
-    assert means.shape == (2, 1, *expected_grid) and means.dtype == torch.float64
-    ref_classes, ref_means = tile_reference(alpha, 8, expected_grid, kernel_size)
-    np.testing.assert_array_equal(classes.numpy(), ref_classes)
-    np.testing.assert_allclose(means.numpy(), ref_means, rtol=1e-12, atol=1e-15)
-    assert {0, 2} <= set(np.unique(ref_classes).tolist())  # the case is not trivial
-    assert (ref_classes == 1).any() == (kernel_size > 1)  # hard edges are unknown only with a band
-
-
-def test_coarse_targets_refuse_a_grid_that_does_not_cover_the_image():
-    with pytest.raises(ValueError, match="does not cover"):
-        coarse_trimap_target(torch.rand(1, 1, 40, 40), grid=(4, 5))
-    with pytest.raises(ValueError, match=r"alpha must be \[B, 1, H, W\]"):
-        coarse_alpha_target(torch.rand(1, 3, 40, 40))
+def test_trimap_from_alpha_refuses_an_even_kernel():
     with pytest.raises(ValueError, match="kernel_size must be odd"):
         trimap_from_alpha(torch.rand(1, 1, 8, 8), kernel_size=4)
-
-
-def test_trimap_loss_matches_numpy_cross_entropy():
-    logits = torch.randn(2, 3, 4, 6, dtype=torch.float64)
-    target = torch.randint(0, 3, (2, 4, 6))
-    z = logits.numpy()
-    log_p = z - z.max(1, keepdims=True) - np.log(np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True))
-    nll = -np.take_along_axis(log_p, target.numpy()[:, None], 1)[:, 0]
-    assert trimap_loss(logits, target).item() == pytest.approx(nll.mean(), rel=1e-12)
-    weights = np.array([0.5, 2.0, 1.0])
-    w = weights[target.numpy()]
-    value = trimap_loss(logits, target, torch.tensor(weights))
-    assert value.item() == pytest.approx((w * nll).sum() / w.sum(), rel=1e-12)
-    assert trimap_loss(logits.half(), target).dtype == torch.float32
-    with pytest.raises(ValueError, match="target must be"):
-        trimap_loss(logits, target[:, :3])
-
-
-# --- cra_loss ---------------------------------------------------------------------------------
-
-def fake_outputs(B, H, W, requires_grad=True):
-    """What CRAMatting returns, with the coarse maps on the grid of the image padded to 16."""
-    h, w = math.ceil(H / 16) * 2, math.ceil(W / 16) * 2
-    leaves = {"alpha": torch.rand(B, 1, H, W), "coarse_alpha": torch.rand(B, 1, h, w),
-              "trimap": torch.randn(B, 3, h, w)}
-    return {k: v.requires_grad_(requires_grad) for k, v in leaves.items()}
-
-
-def test_cra_loss_sums_its_parts_with_the_weights():
-    B, H, W = 2, 40, 52  # not multiples of 16: the coarse grid covers the padded image
-    outputs, gt = fake_outputs(B, H, W), soft_alpha(B, H, W).float()
-    fg, bg = torch.rand(B, 3, H, W), torch.rand(B, 3, H, W)
-    total, parts = cra_loss(outputs, gt, fg, bg)
-    assert set(parts) == set(CRA_LOSS_WEIGHTS) == {"coarse_alpha", "trimap", "alpha", "laplacian",
-                                                     "composition"}
-    expected = {
-        "coarse_alpha": alpha_l1_loss(outputs["coarse_alpha"], coarse_alpha_target(gt, grid=(6, 8))),
-        "trimap": trimap_loss(outputs["trimap"], coarse_trimap_target(gt, grid=(6, 8))),
-        "alpha": alpha_l1_loss(outputs["alpha"], gt),
-        "laplacian": laplacian_loss(outputs["alpha"], gt),
-        "composition": composition_loss(outputs["alpha"], gt, fg, bg),
-    }
-    for name, value in expected.items():
-        torch.testing.assert_close(parts[name], value)
-    torch.testing.assert_close(total, sum(expected.values()))
-    total.backward()
-    assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in outputs.values())
-
-    weights = {"trimap": 0.0, "laplacian": 2.5}
-    total, parts = cra_loss(fake_outputs(B, H, W), gt, weights=weights)
-    assert "composition" not in parts
-    expected_total = parts["coarse_alpha"] + parts["alpha"] + 2.5 * parts["laplacian"]
-    torch.testing.assert_close(total, expected_total)
-
-
-def test_cra_loss_refuses_bad_arguments():
-    outputs, gt = fake_outputs(1, 48, 48), torch.rand(1, 1, 48, 48)
-    with pytest.raises(ValueError, match="unknown parts"):
-        cra_loss(outputs, gt, weights={"segmentation": 1.0})
-    with pytest.raises(ValueError, match="fg and bg go together"):
-        cra_loss(outputs, gt, fg=torch.rand(1, 3, 48, 48))
-    with pytest.raises(TypeError, match="outputs must be CRAMatting's dict"):
-        cra_loss(outputs["alpha"], gt)
-    with pytest.raises(ValueError, match="does not cover"):
-        cra_loss({**outputs, "coarse_alpha": outputs["coarse_alpha"][..., :4, :4],
-                  "trimap": outputs["trimap"][..., :4, :4]}, gt)
-
-
-class StandIn(torch.nn.Module):
-    """A tiny model with CRAMatting's outputs (until the real one is here): alpha at full size,
-    coarse alpha and trimap logits on the 1/8 grid of the image padded to a multiple of 16."""
-
-    def __init__(self):
-        super().__init__()
-        self.fine = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
-                                        torch.nn.Conv2d(8, 1, 3, padding=1))
-        self.coarse = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(),
-                                          torch.nn.Conv2d(16, 4, 3, padding=1))
-
-    def forward(self, image):
-        H, W = image.shape[-2:]
-        padded = torch.nn.functional.pad(image, (0, -W % 16, 0, -H % 16))
-        coarse = self.coarse(torch.nn.functional.avg_pool2d(padded, 8))
-        return {"alpha": torch.sigmoid(self.fine(image)), "coarse_alpha": torch.sigmoid(coarse[:, :1]),
-                "trimap": coarse[:, 1:]}
-
-
-def test_cra_loss_trains_a_stand_in_on_synthetic_composites():
-    from fastmatte.io.sample import synthetic_composites
-
-    model = StandIn()
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)
-    data = synthetic_composites(4, 72, 88, generator=0)  # 72 x 88: the grid covers a padded image
-    losses = []
-    for _ in range(40):
-        total, _ = cra_loss(model(data["image"]), data["alpha"], data["fg"], data["bg"], data["image"])
-        optimizer.zero_grad()
-        total.backward()
-        optimizer.step()
-        losses.append(total.item())
-    assert all(math.isfinite(v) for v in losses)
-    assert losses[-1] < 0.6 * losses[0]
