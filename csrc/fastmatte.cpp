@@ -21,14 +21,14 @@ TORCH_LIBRARY(fastmatte, m) {
   // Nearest tiles and cross-region attention (CRA's refinement transformer).
   m.def("knn_tiles(Tensor tiles, Tensor count, int k, Tensor? tile_map=None) -> Tensor");
   m.def("knn_attention(Tensor q, Tensor k, Tensor v, Tensor tiles, Tensor nbr,"
-        " Tensor bias_table, int search_range) -> Tensor");
+        " Tensor bias_table, int search_range, str bucketing=\"per_axis\") -> Tensor");
   m.def("knn_attention_backward(Tensor grad_out, Tensor q, Tensor k, Tensor v, Tensor tiles,"
-        " Tensor nbr, Tensor bias_table, int search_range)"
+        " Tensor nbr, Tensor bias_table, int search_range, str bucketing)"
         " -> (Tensor grad_q, Tensor grad_k, Tensor grad_v, Tensor grad_bias_table)");
   m.def("group_attention(Tensor q0, Tensor k, Tensor v, Tensor tiles, Tensor nbr,"
-        " Tensor bias_table, int search_range) -> Tensor");
+        " Tensor bias_table, int search_range, str bucketing=\"per_axis\") -> Tensor");
   m.def("group_attention_backward(Tensor grad_out, Tensor q0, Tensor k, Tensor v, Tensor tiles,"
-        " Tensor nbr, Tensor bias_table, int search_range)"
+        " Tensor nbr, Tensor bias_table, int search_range, str bucketing)"
         " -> (Tensor grad_q0, Tensor grad_k, Tensor grad_v, Tensor grad_bias_table)");
 
   // Swin's shifted-window attention (the backbone of CRAMatting): qkv in, attention out.

@@ -26,7 +26,7 @@ _INTERPRETER = os.environ.get("TRITON_INTERPRET") == "1"
 
 @triton.jit
 def _group_members(tiles, nbr, i, live, N, MEMBERS: tl.constexpr, SEARCH_RANGE: tl.constexpr,
-                   BLOCK_M: tl.constexpr):
+                   OFFICIAL: tl.constexpr, BLOCK_M: tl.constexpr):
     """Bias-table entry rel[BLOCK_M] and validity valid[BLOCK_M] of group i's members
     (member 0 is the center, member b >= 1 is row nbr[i, b-1]); nothing is valid when the
     group does not exist (live false) or its center row is invalid (tiles[i, 0] < 0)."""
@@ -42,7 +42,7 @@ def _group_members(tiles, nbr, i, live, N, MEMBERS: tl.constexpr, SEARCH_RANGE: 
     safe = valid & (row < N)
     ky = tl.load(tiles + 3 * row + 1, mask=safe, other=0)
     kx = tl.load(tiles + 3 * row + 2, mask=safe, other=0)
-    return relative_position_index(cy, cx, ky, kx, SEARCH_RANGE), valid
+    return relative_position_index(cy, cx, ky, kx, SEARCH_RANGE, OFFICIAL), valid
 
 
 @triton.jit
@@ -77,11 +77,11 @@ def _attention_weights(q0, k, table, i, live, rel, valid, HEADS: tl.constexpr, D
 @triton.jit
 def _forward_kernel(q0, k, v, tiles, nbr, table, out, N,
                     HEADS: tl.constexpr, DIM: tl.constexpr, MEMBERS: tl.constexpr,
-                    SEARCH_RANGE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_H: tl.constexpr,
-                    BLOCK_D: tl.constexpr, ACC: tl.constexpr):
+                    SEARCH_RANGE: tl.constexpr, OFFICIAL: tl.constexpr, BLOCK_M: tl.constexpr,
+                    BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr, ACC: tl.constexpr):
     i = tl.program_id(0).to(tl.int64)
     live = i < N
-    rel, valid = _group_members(tiles, nbr, i, live, N, MEMBERS, SEARCH_RANGE, BLOCK_M)
+    rel, valid = _group_members(tiles, nbr, i, live, N, MEMBERS, SEARCH_RANGE, OFFICIAL, BLOCK_M)
     p, q, kk, kv_offsets, kv_mask, hd, hd_mask = _attention_weights(
         q0, k, table, i, live, rel, valid, HEADS, DIM, MEMBERS, BLOCK_M, BLOCK_H, BLOCK_D, ACC)
     vv = tl.load(v + kv_offsets, mask=kv_mask, other=0.0).to(ACC)
@@ -93,9 +93,9 @@ def _forward_kernel(q0, k, v, tiles, nbr, table, out, N,
 def _backward_kernel(grad_out, q0, k, v, tiles, nbr, table, grad_q0, grad_k, grad_v, grad_table,
                      N, groups_per_program,
                      HEADS: tl.constexpr, DIM: tl.constexpr, MEMBERS: tl.constexpr,
-                     SEARCH_RANGE: tl.constexpr, TABLE: tl.constexpr, BLOCK_M: tl.constexpr,
-                     BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr,
-                     DETERMINISTIC: tl.constexpr, ACC: tl.constexpr):
+                     SEARCH_RANGE: tl.constexpr, OFFICIAL: tl.constexpr, TABLE: tl.constexpr,
+                     BLOCK_M: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr,
+                     BLOCK_T: tl.constexpr, DETERMINISTIC: tl.constexpr, ACC: tl.constexpr):
     """grad_table: [programs, TABLE, HEADS] partials (DETERMINISTIC) or [TABLE, HEADS] zeros
     that the program's sums are atomically added to."""
     pid = tl.program_id(0).to(tl.int64)
@@ -107,7 +107,8 @@ def _backward_kernel(grad_out, q0, k, v, tiles, nbr, table, grad_q0, grad_k, gra
     for j in range(groups_per_program):
         i = pid * groups_per_program + j
         live = i < N
-        rel, valid = _group_members(tiles, nbr, i, live, N, MEMBERS, SEARCH_RANGE, BLOCK_M)
+        rel, valid = _group_members(tiles, nbr, i, live, N, MEMBERS, SEARCH_RANGE, OFFICIAL,
+                                    BLOCK_M)
         p, q, kk, kv_offsets, kv_mask, hd, hd_mask = _attention_weights(
             q0, k, table, i, live, rel, valid, HEADS, DIM, MEMBERS, BLOCK_M, BLOCK_H, BLOCK_D, ACC)
         vv = tl.load(v + kv_offsets, mask=kv_mask, other=0.0).to(ACC)
@@ -135,10 +136,11 @@ def _backward_kernel(grad_out, q0, k, v, tiles, nbr, table, grad_q0, grad_k, gra
         tl.atomic_add(grad_table + entry, partial, mask=entry_mask & (touched[:, None] > 0))
 
 
-def _blocks(q0: torch.Tensor, members: int, search_range: int) -> dict:
+def _blocks(q0: torch.Tensor, members: int, search_range: int, bucketing: str) -> dict:
     heads, dim = q0.shape[1:]
     return dict(
         HEADS=heads, DIM=dim, MEMBERS=members, SEARCH_RANGE=search_range,
+        OFFICIAL=bucketing == "official",
         BLOCK_M=max(2, triton.next_power_of_2(members)), BLOCK_H=triton.next_power_of_2(heads),
         BLOCK_D=triton.next_power_of_2(dim),
         ACC=tl.float64 if q0.dtype == torch.float64 else tl.float32,
@@ -154,13 +156,13 @@ def _num_warps(blocks: dict, backward: bool) -> int:
 
 def group_attention_forward(q0: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                             tiles: torch.Tensor, nbr: torch.Tensor, bias_table: torch.Tensor,
-                            search_range: int) -> torch.Tensor:
+                            search_range: int, bucketing: str) -> torch.Tensor:
     """Launch on contiguous, already-checked inputs; see fastmatte.ops.group_attention."""
     out = torch.empty_like(q0)
     n = q0.shape[0]
     if n == 0 or out.numel() == 0:
         return out
-    blocks = _blocks(q0, k.shape[1], search_range)
+    blocks = _blocks(q0, k.shape[1], search_range, bucketing)
     _forward_kernel[(n,)](q0, k, v, tiles, nbr, bias_table, out, n, **blocks,
                           num_warps=_num_warps(blocks, backward=False))
     return out
@@ -174,7 +176,8 @@ def _groups_per_program(n: int) -> int:
 
 def group_attention_backward(grad_out: torch.Tensor, q0: torch.Tensor, k: torch.Tensor,
                              v: torch.Tensor, tiles: torch.Tensor, nbr: torch.Tensor,
-                             bias_table: torch.Tensor, search_range: int, deterministic: bool):
+                             bias_table: torch.Tensor, search_range: int, bucketing: str,
+                             deterministic: bool):
     """(grad_q0, grad_k, grad_v, grad_bias_table) on contiguous, already-checked inputs.
     deterministic: bitwise-reproducible table gradient (partials summed in a fixed order)
     instead of atomics."""
@@ -183,7 +186,7 @@ def group_attention_backward(grad_out: torch.Tensor, q0: torch.Tensor, k: torch.
     acc_dtype = torch.float64 if q0.dtype == torch.float64 else torch.float32
     if n == 0 or q0.numel() == 0:
         return grad_q0, grad_k, grad_v, torch.zeros_like(bias_table)
-    blocks = _blocks(q0, k.shape[1], search_range)
+    blocks = _blocks(q0, k.shape[1], search_range, bucketing)
     table = bias_table.shape[0]
     per_program = _groups_per_program(n)
     programs = triton.cdiv(n, per_program)

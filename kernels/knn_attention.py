@@ -25,7 +25,8 @@ _INTERPRETER = os.environ.get("TRITON_INTERPRET") == "1"
 
 
 @triton.jit
-def _group(tiles, nbr, i, N, K: tl.constexpr, SEARCH_RANGE: tl.constexpr, BLOCK_M: tl.constexpr):
+def _group(tiles, nbr, i, N, K: tl.constexpr, SEARCH_RANGE: tl.constexpr, OFFICIAL: tl.constexpr,
+           BLOCK_M: tl.constexpr):
     """Rows row[BLOCK_M] of group i (member 0 = i, member b = nbr[i, b-1]), their validity, and
     rel[a, b], the bias-table entry of member b's tile seen from member a's."""
     m = tl.arange(0, BLOCK_M)
@@ -38,7 +39,8 @@ def _group(tiles, nbr, i, N, K: tl.constexpr, SEARCH_RANGE: tl.constexpr, BLOCK_
     row = tl.where(valid, row, 0).to(tl.int64)
     y = tl.load(tiles + 3 * row + 1, mask=valid, other=0)
     x = tl.load(tiles + 3 * row + 2, mask=valid, other=0)
-    rel = relative_position_index(y[:, None], x[:, None], y[None, :], x[None, :], SEARCH_RANGE)
+    rel = relative_position_index(y[:, None], x[:, None], y[None, :], x[None, :], SEARCH_RANGE,
+                                  OFFICIAL)
     return row, valid, rel
 
 
@@ -65,10 +67,10 @@ def _head_weights(q, k, table, row, valid, rel, h, HEADS: tl.constexpr, DIM: tl.
 
 @triton.jit
 def _forward_kernel(q, k, v, tiles, nbr, table, out, N, HEADS: tl.constexpr, DIM: tl.constexpr,
-                    K: tl.constexpr, SEARCH_RANGE: tl.constexpr, BLOCK_M: tl.constexpr,
-                    BLOCK_D: tl.constexpr, ACC: tl.constexpr):
+                    K: tl.constexpr, SEARCH_RANGE: tl.constexpr, OFFICIAL: tl.constexpr,
+                    BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, ACC: tl.constexpr):
     i = tl.program_id(0).to(tl.int64)
-    row, valid, rel = _group(tiles, nbr, i, N, K, SEARCH_RANGE, BLOCK_M)
+    row, valid, rel = _group(tiles, nbr, i, N, K, SEARCH_RANGE, OFFICIAL, BLOCK_M)
     m = tl.arange(0, BLOCK_M)
     d = tl.arange(0, BLOCK_D)
     out_mask = (m[:, None] <= K) & (d[None, :] < DIM)
@@ -84,14 +86,14 @@ def _forward_kernel(q, k, v, tiles, nbr, table, out, N, HEADS: tl.constexpr, DIM
 @triton.jit
 def _backward_kernel(grad_out, q, k, v, tiles, nbr, table, grad_q, grad_k, grad_v, grad_table,
                      N, HEADS: tl.constexpr, DIM: tl.constexpr, K: tl.constexpr,
-                     SEARCH_RANGE: tl.constexpr, TABLE: tl.constexpr, BLOCK_M: tl.constexpr,
-                     BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_H: tl.constexpr,
-                     DETERMINISTIC: tl.constexpr, ACC: tl.constexpr):
+                     SEARCH_RANGE: tl.constexpr, OFFICIAL: tl.constexpr, TABLE: tl.constexpr,
+                     BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr,
+                     BLOCK_H: tl.constexpr, DETERMINISTIC: tl.constexpr, ACC: tl.constexpr):
     """Default: grad_q/k/v [N, HEADS, DIM] and grad_table [TABLE, HEADS] are zeroed fp32 sums
     that receive atomics. DETERMINISTIC: grad_q/k/v are [N, K+1, HEADS, DIM] per-member
     partials and grad_table is [N, TABLE, HEADS] per-group partials."""
     i = tl.program_id(0).to(tl.int64)
-    row, valid, rel = _group(tiles, nbr, i, N, K, SEARCH_RANGE, BLOCK_M)
+    row, valid, rel = _group(tiles, nbr, i, N, K, SEARCH_RANGE, OFFICIAL, BLOCK_M)
     m = tl.arange(0, BLOCK_M)
     d = tl.arange(0, BLOCK_D)
     t = tl.arange(0, BLOCK_T)
@@ -128,9 +130,10 @@ def _backward_kernel(grad_out, q, k, v, tiles, nbr, table, grad_q, grad_k, grad_
                  mask=(t[:, None] < TABLE) & (hh[None, :] < HEADS))
 
 
-def _blocks(q: torch.Tensor, k_neighbours: int, search_range: int) -> dict:
+def _blocks(q: torch.Tensor, k_neighbours: int, search_range: int, bucketing: str) -> dict:
     heads, dim = q.shape[1:]
     return dict(HEADS=heads, DIM=dim, K=k_neighbours, SEARCH_RANGE=search_range,
+                OFFICIAL=bucketing == "official",
                 BLOCK_M=max(2, triton.next_power_of_2(k_neighbours + 1)),
                 BLOCK_D=triton.next_power_of_2(dim),
                 ACC=tl.float64 if q.dtype == torch.float64 else tl.float32)
@@ -142,19 +145,20 @@ def _num_warps(blocks: dict) -> int:
     return 1 if _INTERPRETER else max(1, min(8, elements // 1024))
 
 
-def knn_attention_forward(q, k, v, tiles, nbr, bias_table, search_range):
+def knn_attention_forward(q, k, v, tiles, nbr, bias_table, search_range, bucketing):
     """Launch on contiguous, already-checked inputs; see fastmatte.ops.knn_attention."""
     n, heads, dim = q.shape
     out = q.new_empty((n, nbr.shape[1] + 1, heads, dim))
     if out.numel() == 0:
         return out
-    blocks = _blocks(q, nbr.shape[1], search_range)
+    blocks = _blocks(q, nbr.shape[1], search_range, bucketing)
     _forward_kernel[(n,)](q, k, v, tiles, nbr, bias_table, out, n, **blocks,
                           num_warps=_num_warps(blocks))
     return out
 
 
-def knn_attention_backward(grad_out, q, k, v, tiles, nbr, bias_table, search_range, deterministic):
+def knn_attention_backward(grad_out, q, k, v, tiles, nbr, bias_table, search_range, bucketing,
+                           deterministic):
     """(grad_q, grad_k, grad_v, grad_bias_table) on contiguous, already-checked inputs.
     deterministic: bitwise-reproducible sums (fixed order) instead of atomics."""
     n, heads, dim = q.shape
@@ -162,7 +166,7 @@ def knn_attention_backward(grad_out, q, k, v, tiles, nbr, bias_table, search_ran
     if q.numel() == 0:
         return (torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v),
                 torch.zeros_like(bias_table))
-    blocks = _blocks(q, nbr.shape[1], search_range)
+    blocks = _blocks(q, nbr.shape[1], search_range, bucketing)
     table = bias_table.shape[0]
     members = nbr.shape[1] + 1
     if deterministic:

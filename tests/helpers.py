@@ -88,6 +88,22 @@ ATTENTION_CASES = [
 ]
 
 
+def official_bucket(dy: int, dx: int, search_range: int) -> int:
+    """The bias-table entry of offset (dy, dx) under bucketing="official", written from the
+    authors' rule for the tests: the flat index (dy+s-1)*(2s-1)+(dx+s-1), or the last entry
+    (2s-1)^2 when the flat index is outside [0, (2s-1)^2)."""
+    side = 2 * search_range - 1
+    flat = (dy + search_range - 1) * side + (dx + search_range - 1)
+    return flat if 0 <= flat < side * side else side * side
+
+
+def far_apart_groups(device, n=12, k=5):
+    """tiles [n, 3] of two 4 x 6 tile grids (some rows invalid) and random nbr [n, k] in [-1, n):
+    offsets of up to 3 rows and 5 columns, past the window of search_range 2 or 3."""
+    tiles, _, _ = attention_selection(2, 4, 6, n, 0, device, unknown_fraction=0.6)
+    return tiles, torch.randint(-1, n, (n, k), dtype=torch.int32, device=device)
+
+
 def subprocess_env(**overrides) -> dict:
     """os.environ for a child Python process that imports the same fastmatte as this one (the
     installed package, or the checkout an editable install points at), with `overrides`."""

@@ -25,14 +25,18 @@ def small_module(device, **kw):
 
 
 @pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
-def test_fused_module_matches_eager_module(device):
-    module = small_module(device)
+@pytest.mark.parametrize("bucketing", ["per_axis", "official"])
+def test_fused_module_matches_eager_module(device, bucketing):
+    module = small_module(device, bucketing=bucketing)
     sel = selection(device)
     tokens = torch.randn(60, 32, device=device, requires_grad=True)
     fused = module(tokens, sel.tiles, sel.count, sel.tile_map)
     eager = module(tokens, sel.tiles, sel.count, sel.tile_map, backend="torch")
     valid = int(sel.count)
     assert_close(fused[:valid], eager[:valid])
+    other = small_module(device, bucketing="official" if bucketing == "per_axis" else "per_axis")
+    assert not torch.allclose(other(tokens, sel.tiles, sel.count, sel.tile_map)[:valid], fused[:valid]), \
+        "the module must pass its bucketing to the ops"
 
     names, params = zip(("tokens", tokens), *module.named_parameters())
     weight = torch.randn_like(fused)
@@ -43,6 +47,12 @@ def test_fused_module_matches_eager_module(device):
         torch.testing.assert_close(g, w, atol=2e-4, rtol=2e-4, msg=lambda m: f"{name}: {m}")
     grads = dict(zip(names, got))
     assert grads["bias_table1"].abs().sum() > 0 and grads["bias_table2"].abs().sum() > 0
+
+
+def test_bad_bucketing():
+    with pytest.raises(ValueError, match="fastmatte.nn.CrossRegionAttention: bucketing must be "
+                                         "\"per_axis\" or \"official\", got 'paper'"):
+        CrossRegionAttention(bucketing="paper")
 
 
 def test_each_tile_sees_only_its_group():

@@ -1,10 +1,12 @@
+import math
+
 import pytest
 import torch
 
 from fastmatte import reference
 from fastmatte.ops import group_attention
 from helpers import (ATTENTION_CASES, DTYPES, assert_close, assert_same_bits_across_thread_counts,
-                     attention_selection, backend_params)
+                     attention_selection, backend_params, far_apart_groups, official_bucket)
 
 # The GPU kernel of this op is Triton's (no CUDA C++ kernel): every backend but "cuda".
 BACKENDS = [p for p in backend_params(triton=True) if p.id != "cuda"]
@@ -13,7 +15,6 @@ OP = torch.ops.fastmatte
 
 def table_size(search_range):
     return (2 * search_range - 1) ** 2 + 1
-
 
 
 def make_inputs(n, k, heads, dim, search_range, device, dtype=torch.float32, requires_grad=False):
@@ -55,6 +56,44 @@ def check_gradients(q0, k, v, tiles, nbr, table, search_range, backend, dtype=to
         assert_close(g, w.to(dtype), dtype)
 
 
+def loop_group_attention(q0, k, v, tiles, nbr, table, search_range):
+    """group_attention as a plain loop over groups with bucketing="official" (official_bucket):
+    the oracle of that bucketing, independent of the reference."""
+    yx = tiles[:, 1:].tolist()
+    rows = []
+    for i, neighbours in enumerate(nbr.tolist()):
+        if tiles[i, 0] < 0:
+            rows.append(torch.zeros_like(q0[i]))
+            continue
+        group = [i] + neighbours
+        members = [b for b, row in enumerate(group) if row >= 0]
+        rel = [official_bucket(yx[group[b]][0] - yx[i][0], yx[group[b]][1] - yx[i][1], search_range)
+               for b in members]
+        scores = (q0[i] * k[i, members]).sum(-1) / math.sqrt(q0.shape[-1]) + table[rel]  # [members, heads]
+        rows.append((scores.softmax(0)[..., None] * v[i, members]).sum(0))
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("device,backend", BACKENDS + [pytest.param("cpu", "torch", id="torch")])
+@pytest.mark.parametrize("search_range", [2, 3])
+def test_official_bucketing_matches_a_loop(device, backend, search_range):
+    tiles, nbr = far_apart_groups(device)
+    inputs = make_inputs(12, 5, 2, 4, search_range, device, torch.float64, requires_grad=True)
+    args = (tiles, nbr, inputs[3], search_range)
+    got = group_attention(*inputs[:3], *args, bucketing="official", backend=backend)
+    want = loop_group_attention(*inputs[:3], *args)
+    assert_close(got, want)
+    assert not torch.allclose(got, group_attention(*inputs[:3], *args, backend=backend)), "bucketings agree"
+    grad = torch.randn_like(got)
+    want_grads = torch.autograd.grad(want, inputs, grad)
+    for g, w in zip(torch.autograd.grad(got, inputs, grad), want_grads):
+        assert_close(g, w)
+    if backend == "triton":  # the fixed-order table gradient too
+        detached = [t.detach() for t in inputs]
+        grads = OP.group_attention_backward_triton(grad, *detached[:3], tiles, nbr, detached[3], search_range,
+                                                   "official", True)
+        for g, w in zip(grads, want_grads):
+            assert_close(g, w)
 
 
 @pytest.mark.parametrize("device,backend", BACKENDS)
@@ -130,7 +169,8 @@ def test_cpu_backward_is_deterministic_across_thread_counts():
     tiles, nbr, _ = attention_selection(2, 12, 16, 300, 8, "cpu", unknown_fraction=0.8)
     q0, k, v, table = make_inputs(300, 8, 2, 8, 4, "cpu")
     grad = torch.randn_like(q0)
-    assert_same_bits_across_thread_counts(lambda: OP.group_attention_backward(grad, q0, k, v, tiles, nbr, table, 4))
+    assert_same_bits_across_thread_counts(
+        lambda: OP.group_attention_backward(grad, q0, k, v, tiles, nbr, table, 4, "per_axis"))
 
 
 @pytest.mark.parametrize("device,backend", [p for p in BACKENDS if "triton" in p.id])
@@ -141,10 +181,10 @@ def test_triton_deterministic_table_gradient(device, backend):
     tiles, nbr, _ = attention_selection(*grid, n, 8, device, unknown_fraction=0.97)
     q0, k, v, table = make_inputs(n, 8, 8, 16, 4, device)
     grad = torch.randn_like(q0)
-    args = (grad, q0, k, v, tiles, nbr, table, 4)
+    args = (grad, q0, k, v, tiles, nbr, table, 4, "per_axis")
     first = OP.group_attention_backward_triton(*args, True)
     assert all(torch.equal(a, b) for a, b in zip(first, OP.group_attention_backward_triton(*args, True)))
-    want = expected_grads(grad, q0, k, v, tiles, nbr, table, 4)
+    want = expected_grads(*args[:-1])
     for got in (first, OP.group_attention_backward_triton(*args, False)):
         for g, w in zip(got, want):
             torch.testing.assert_close(g, w.float(), atol=1e-4, rtol=1e-5)
@@ -171,7 +211,8 @@ def test_non_contiguous_inputs_are_accepted(device, backend):
 
 
 @pytest.mark.parametrize("device,backend", BACKENDS)
-def test_opcheck(device, backend):
+@pytest.mark.parametrize("bucketing", ["per_axis", "official"])
+def test_opcheck(device, backend, bucketing):
     tiles, nbr, _ = attention_selection(1, 2, 3, 4, 2, device, unknown_fraction=0.7)
     q0, k, v, table = make_inputs(4, 2, 2, 4, 2, device, requires_grad=True)
     if backend == "triton":
@@ -180,10 +221,10 @@ def test_opcheck(device, backend):
     else:
         forward, backward = OP.group_attention, OP.group_attention_backward
         extra = ()
-    torch.library.opcheck(forward.default, (q0, k, v, tiles, nbr, table, 2))
+    torch.library.opcheck(forward.default, (q0, k, v, tiles, nbr, table, 2, bucketing))
     grad = torch.randn(4, 2, 4, device=device)
     torch.library.opcheck(backward.default, (grad, q0.detach(), k.detach(), v.detach(), tiles, nbr,
-                                             table.detach(), 2) + extra)
+                                             table.detach(), 2, bucketing) + extra)
 
 
 @pytest.mark.parametrize("device,backend", BACKENDS)
@@ -228,6 +269,7 @@ def ok_inputs(**changes):
         (dict(bias_table=torch.randn(9, 2)), r"bias_table must be \[\(2\*search_range-1\)\^2\+1, heads\] = \[10, 2\] for search_range=2, got \[9, 2\]"),
         (dict(bias_table=torch.randn(10, 2), search_range=4), r"bias_table must be .* = \[50, 2\] for search_range=4, got \[10, 2\]"),
         (dict(search_range=0), r"search_range must be an int in \[1, 23170\], got 0"),
+        (dict(bucketing="per-axis"), 'bucketing must be "per_axis" or "official", got \'per-axis\''),
     ],
 )
 def test_bad_inputs(changes, message):
@@ -266,11 +308,13 @@ def test_kernel_checks():
         ((q0, k, v, tiles, nbr, table, 0), r"search_range must be an int in \[1, 23170\], got 0"),
         ((q0[..., :0], k[..., :0], v[..., :0], tiles, nbr, table, 2), r"q0 must be \[N, heads, D\] with D >= 1"),
         ((q0, k, v, tiles, torch.full_like(nbr, 5), table, 2), r"nbr entries must be in \[-1, N=3\), got nbr\[0, 0\] = 5"),
+        ((q0, k, v, tiles, nbr, table, 2, "Official"),
+         'bucketing must be "per_axis" or "official", got \'Official\''),
     ]
     for call_args, message in cases:
         with pytest.raises(RuntimeError, match="fastmatte.group_attention: " + message):
             OP.group_attention(*call_args)
     with pytest.raises(RuntimeError, match=r"group_attention_backward: grad_out must be q0's shape \[N, heads, D\] = \[3, 2, 4\], got \[3, 2, 3\]"):
-        OP.group_attention_backward(torch.zeros(3, 2, 3), q0, k, v, tiles, nbr, table, 2)
+        OP.group_attention_backward(torch.zeros(3, 2, 3), q0, k, v, tiles, nbr, table, 2, "per_axis")
     with pytest.raises(RuntimeError, match="group_attention_backward: grad_out must be Float, got Half"):
-        OP.group_attention_backward(q0.half(), q0, k, v, tiles, nbr, table, 2)
+        OP.group_attention_backward(q0.half(), q0, k, v, tiles, nbr, table, 2, "per_axis")

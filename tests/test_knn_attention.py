@@ -1,15 +1,16 @@
+import math
+
 import pytest
 import torch
 
 from fastmatte import reference
 from fastmatte.ops import knn_attention
 from helpers import (ATTENTION_CASES, DTYPES, assert_close, assert_same_bits_across_thread_counts,
-                     attention_selection, backend_params)
+                     attention_selection, backend_params, far_apart_groups, official_bucket)
 
 # The GPU kernel of this op is Triton's (no CUDA C++ kernel): every backend but "cuda".
 BACKENDS = [p for p in backend_params(triton=True) if p.id != "cuda"]
 OP = torch.ops.fastmatte
-
 
 
 def make_inputs(n, heads, dim, search_range, device, dtype=torch.float32, requires_grad=False):
@@ -39,6 +40,59 @@ def check(q, k, v, tiles, nbr, table, search_range, backend, gradients=True):
     return got
 
 
+def loop_knn_attention(q, k, v, tiles, nbr, table, search_range):
+    """knn_attention as plain loops over groups and members with bucketing="official"
+    (official_bucket): the oracle of that bucketing, independent of the reference."""
+    yx, members = tiles[:, 1:].tolist(), nbr.shape[1] + 1
+    rows = []
+    for i, neighbours in enumerate(nbr.tolist()):
+        group = [i] + neighbours
+        keys = [b for b in group if b >= 0]
+        for a in group:
+            if a < 0 or tiles[i, 0] < 0:
+                rows.append(torch.zeros_like(q[0]))
+                continue
+            rel = [official_bucket(yx[b][0] - yx[a][0], yx[b][1] - yx[a][1], search_range) for b in keys]
+            scores = (q[a] * k[keys]).sum(-1) / math.sqrt(q.shape[-1]) + table[rel]  # [keys, heads]
+            rows.append((scores.softmax(0)[..., None] * v[keys]).sum(0))
+    return torch.stack(rows).view(len(rows) // members, members, *q.shape[1:])
+
+
+def test_official_bucketing_index():
+    s, query = 4, torch.tensor([5, -3])
+    by_hand = {(0, 4): 28, (0, -4): 20, (-4, 0): 49, (4, 0): 49, (0, 0): 24, (1, -3): 28, (-1, 3): 20}
+    for (dy, dx), want in by_hand.items():
+        assert official_bucket(dy, dx, s) == want
+    for s in range(1, 6):
+        offsets = [(dy, dx) for dy in range(-2 * s, 2 * s + 1) for dx in range(-2 * s, 2 * s + 1)]
+        got = reference.relative_position_index(query, query + torch.tensor(offsets), s, "official")
+        assert got.tolist() == [official_bucket(dy, dx, s) for dy, dx in offsets]
+        side = 2 * s - 1
+        per_axis = [(dy + s - 1) * side + dx + s - 1 if max(abs(dy), abs(dx)) < s else side * side
+                    for dy, dx in offsets]
+        assert reference.relative_position_index(query, query + torch.tensor(offsets), s).tolist() == per_axis
+
+
+@pytest.mark.parametrize("device,backend", BACKENDS + [pytest.param("cpu", "torch", id="torch")])
+@pytest.mark.parametrize("search_range", [2, 3])
+def test_official_bucketing_matches_a_loop(device, backend, search_range):
+    tiles, nbr = far_apart_groups(device)
+    inputs = make_inputs(12, 2, 4, search_range, device, torch.float64, requires_grad=True)
+    args = (tiles, nbr, inputs[3], search_range)
+    got = knn_attention(*inputs[:3], *args, bucketing="official", backend=backend)
+    want = loop_knn_attention(*inputs[:3], *args)
+    assert_close(got, want)
+    assert not torch.allclose(got, knn_attention(*inputs[:3], *args, backend=backend)), "bucketings agree"
+    grad = torch.randn_like(got)
+    want_grads = torch.autograd.grad(want, inputs, grad)
+    for g, w in zip(torch.autograd.grad(got, inputs, grad), want_grads):
+        assert_close(g, w)
+    if backend == "triton":  # the fixed-order table gradient too
+        detached = [t.detach() for t in inputs]
+        grads = OP.knn_attention_backward_triton(grad, *detached[:3], tiles, nbr, detached[3], search_range,
+                                                 "official", True)
+        for g, w in zip(grads, want_grads):
+            assert_close(g, w)
 
 
 @pytest.mark.parametrize("device,backend", BACKENDS)
@@ -103,7 +157,8 @@ def test_cpu_backward_is_deterministic_across_thread_counts():
     tiles, nbr, _ = attention_selection(2, 12, 16, 300, 8, "cpu", unknown_fraction=0.8)
     q, k, v, table = make_inputs(300, 2, 8, 4, "cpu")
     grad = torch.randn(300, 9, 2, 8)
-    assert_same_bits_across_thread_counts(lambda: OP.knn_attention_backward(grad, q, k, v, tiles, nbr, table, 4))
+    assert_same_bits_across_thread_counts(
+        lambda: OP.knn_attention_backward(grad, q, k, v, tiles, nbr, table, 4, "per_axis"))
 
 
 @pytest.mark.parametrize("device,backend", [p for p in BACKENDS if "triton" in p.id])
@@ -113,10 +168,10 @@ def test_triton_deterministic_mode(device, backend):
     tiles, nbr, _ = attention_selection(*grid, n, 8, device, unknown_fraction=0.97)
     q, k, v, table = make_inputs(n, 8, 16, 4, device)
     grad = torch.randn(n, 9, 8, 16, device=device)
-    args = (grad, q, k, v, tiles, nbr, table, 4)
+    args = (grad, q, k, v, tiles, nbr, table, 4, "per_axis")
     first = OP.knn_attention_backward_triton(*args, True)
     assert all(torch.equal(a, b) for a, b in zip(first, OP.knn_attention_backward_triton(*args, True)))
-    _, want = reference_grads(grad, q, k, v, tiles, nbr, table, 4)
+    _, want = reference_grads(*args[:-1])
     for got in (first, OP.knn_attention_backward_triton(*args, False)):
         for g, w in zip(got, want):
             torch.testing.assert_close(g, w.float(), atol=1e-4, rtol=1e-5)
@@ -140,15 +195,16 @@ def test_non_contiguous_inputs_are_accepted(device, backend):
 
 
 @pytest.mark.parametrize("device,backend", BACKENDS)
-def test_opcheck(device, backend):
+@pytest.mark.parametrize("bucketing", ["per_axis", "official"])
+def test_opcheck(device, backend, bucketing):
     tiles, nbr, _ = attention_selection(1, 2, 3, 4, 2, device, unknown_fraction=0.7)
     q, k, v, table = make_inputs(4, 2, 4, 2, device, requires_grad=True)
     triton = backend == "triton"
     forward = OP.knn_attention_triton if triton else OP.knn_attention
     backward = OP.knn_attention_backward_triton if triton else OP.knn_attention_backward
-    torch.library.opcheck(forward.default, (q, k, v, tiles, nbr, table, 2))
+    torch.library.opcheck(forward.default, (q, k, v, tiles, nbr, table, 2, bucketing))
     grad = torch.randn(4, 3, 2, 4, device=device)
-    args = (grad, q.detach(), k.detach(), v.detach(), tiles, nbr, table.detach(), 2)
+    args = (grad, q.detach(), k.detach(), v.detach(), tiles, nbr, table.detach(), 2, bucketing)
     torch.library.opcheck(backward.default, args + ((False,) if triton else ()))
 
 
@@ -185,6 +241,7 @@ def ok_inputs(**changes):
         (dict(tiles=torch.zeros(2, 3, dtype=torch.int32)), r"tiles must be \[N=3, 3\] \(b, ty, tx\), got \[2, 3\]"),
         (dict(bias_table=torch.randn(9, 2)), r"bias_table must be \[\(2\*search_range-1\)\^2\+1, heads\] = \[10, 2\] for search_range=2, got \[9, 2\]"),
         (dict(search_range=0), r"search_range must be an int in \[1, 23170\], got 0"),
+        (dict(bucketing="x"), 'bucketing must be "per_axis" or "official", got \'x\''),
     ],
 )
 def test_bad_inputs(changes, message):

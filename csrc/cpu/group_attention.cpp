@@ -91,13 +91,13 @@ GroupShape check_group_attention(const char* op, const at::Tensor& q0, const at:
 // The members of group i: validity and bias-table entry of each (member 0 is the center).
 // Only called for a valid center; a member is valid when its index is >= 0.
 void group_members(int64_t i, const int32_t* tiles, const int32_t* nbr, int64_t members,
-                   int64_t search_range, int64_t* rel, uint8_t* valid) {
+                   int64_t search_range, Bucketing bucketing, int64_t* rel, uint8_t* valid) {
   const int64_t cy = tiles[3 * i + 1], cx = tiles[3 * i + 2];
   for (int64_t b = 0; b < members; ++b) {
     const int64_t row = b == 0 ? i : nbr[i * (members - 1) + b - 1];
     valid[b] = row >= 0;
     rel[b] = valid[b] ? relative_position_index(cy, cx, tiles[3 * row + 1], tiles[3 * row + 2],
-                                                search_range)
+                                                search_range, bucketing)
                       : 0;
   }
 }
@@ -172,7 +172,7 @@ void attention_weights(const acc_t* q, const acc_t* k, const acc_t* table, const
 template <typename scalar_t>
 void forward_kernel(const scalar_t* q0, const scalar_t* k, const scalar_t* v, const int32_t* tiles,
                     const int32_t* nbr, const scalar_t* bias_table, const GroupShape& s,
-                    int64_t search_range, scalar_t* out) {
+                    int64_t search_range, Bucketing bucketing, scalar_t* out) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t hd = s.heads * s.dim, group = s.members * hd;
   std::vector<acc_t> table_buffer(s.table * s.heads);
@@ -185,7 +185,8 @@ void forward_kernel(const scalar_t* q0, const scalar_t* k, const scalar_t* v, co
         std::fill(dst, dst + hd, scalar_t(0));
         continue;
       }
-      group_members(i, tiles, nbr, s.members, search_range, w.rel.data(), w.valid.data());
+      group_members(i, tiles, nbr, s.members, search_range, bucketing, w.rel.data(),
+                    w.valid.data());
       const acc_t* qi = as_acc(q0 + i * hd, hd, w.q);
       const acc_t* ki = as_acc(k + i * group, group, w.k);
       const acc_t* vi = as_acc(v + i * group, group, w.v);
@@ -207,7 +208,7 @@ template <typename scalar_t>
 void backward_kernel(const scalar_t* grad_out, const scalar_t* q0, const scalar_t* k,
                      const scalar_t* v, const int32_t* tiles, const int32_t* nbr,
                      const scalar_t* bias_table, const GroupShape& s, int64_t search_range,
-                     scalar_t* grad_q0, scalar_t* grad_k, scalar_t* grad_v,
+                     Bucketing bucketing, scalar_t* grad_q0, scalar_t* grad_k, scalar_t* grad_v,
                      at::opmath_type<scalar_t>* grad_table_blocks) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t hd = s.heads * s.dim, group = s.members * hd;
@@ -229,7 +230,8 @@ void backward_kernel(const scalar_t* grad_out, const scalar_t* q0, const scalar_
           std::fill(gv, gv + group, scalar_t(0));
           continue;
         }
-        group_members(i, tiles, nbr, s.members, search_range, w.rel.data(), w.valid.data());
+        group_members(i, tiles, nbr, s.members, search_range, bucketing, w.rel.data(),
+                      w.valid.data());
         const acc_t* qi = as_acc(q0 + i * hd, hd, w.q);
         const acc_t* ki = as_acc(k + i * group, group, w.k);
         const acc_t* vi = as_acc(v + i * group, group, w.v);
@@ -267,14 +269,16 @@ void backward_kernel(const scalar_t* grad_out, const scalar_t* q0, const scalar_
 
 at::Tensor group_attention_cpu(const at::Tensor& q0, const at::Tensor& k, const at::Tensor& v,
                                const at::Tensor& tiles, const at::Tensor& nbr,
-                               const at::Tensor& bias_table, int64_t search_range) {
-  const GroupShape s =
-      check_group_attention("group_attention", q0, k, v, tiles, nbr, bias_table, search_range);
+                               const at::Tensor& bias_table, int64_t search_range,
+                               c10::string_view bucketing) {
+  const char* op = "group_attention";
+  const GroupShape s = check_group_attention(op, q0, k, v, tiles, nbr, bias_table, search_range);
+  const Bucketing mode = parse_bucketing(bucketing, op);
   at::Tensor out = at::empty_like(q0);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, q0.scalar_type(), "group_attention_cpu", [&] {
     forward_kernel(q0.data_ptr<scalar_t>(), k.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(),
                    tiles.data_ptr<int32_t>(), nbr.data_ptr<int32_t>(),
-                   bias_table.data_ptr<scalar_t>(), s, search_range, out.data_ptr<scalar_t>());
+                   bias_table.data_ptr<scalar_t>(), s, search_range, mode, out.data_ptr<scalar_t>());
   });
   return out;
 }
@@ -282,9 +286,10 @@ at::Tensor group_attention_cpu(const at::Tensor& q0, const at::Tensor& k, const 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> group_attention_backward_cpu(
     const at::Tensor& grad_out, const at::Tensor& q0, const at::Tensor& k, const at::Tensor& v,
     const at::Tensor& tiles, const at::Tensor& nbr, const at::Tensor& bias_table,
-    int64_t search_range) {
+    int64_t search_range, c10::string_view bucketing) {
   const char* op = "group_attention_backward";
   const GroupShape s = check_group_attention(op, q0, k, v, tiles, nbr, bias_table, search_range);
+  const Bucketing mode = parse_bucketing(bucketing, op);
   check_same_sizes(grad_out, q0.sizes(), op, "grad_out", "q0's shape [N, heads, D]");
   check_like_q0(grad_out, q0, op, "grad_out");
   at::Tensor grad_q0 = at::empty_like(q0), grad_k = at::empty_like(k), grad_v = at::empty_like(v);
@@ -296,7 +301,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> group_attention_backw
     using acc_t = at::opmath_type<scalar_t>;
     backward_kernel(grad_out.data_ptr<scalar_t>(), q0.data_ptr<scalar_t>(), k.data_ptr<scalar_t>(),
                     v.data_ptr<scalar_t>(), tiles.data_ptr<int32_t>(), nbr.data_ptr<int32_t>(),
-                    bias_table.data_ptr<scalar_t>(), s, search_range,
+                    bias_table.data_ptr<scalar_t>(), s, search_range, mode,
                     grad_q0.data_ptr<scalar_t>(), grad_k.data_ptr<scalar_t>(),
                     grad_v.data_ptr<scalar_t>(), table_blocks.data_ptr<acc_t>());
     // Blocks are added in index order (at::sum's order could depend on the thread count).

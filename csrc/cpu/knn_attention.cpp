@@ -197,7 +197,8 @@ struct Group {
   acc_t* prob(int64_t a, int64_t b) { return p.data() + (a * M + b) * hp; }
 
   // Group i's valid members; false if its center is invalid (the group is then empty).
-  bool load(int64_t i, const int32_t* tiles, const int32_t* nbr, int64_t search_range) {
+  bool load(int64_t i, const int32_t* tiles, const int32_t* nbr, int64_t search_range,
+            Bucketing bucketing) {
     if (tiles[3 * i] < 0) return false;
     count = 0;
     for (int64_t a = 0; a < M; ++a) {
@@ -214,7 +215,7 @@ struct Group {
       for (int64_t b = 0; b < count; ++b) {
         const int32_t* tb = tiles + 3 * row[b];
         rel[a * M + b] = static_cast<int32_t>(
-            relative_position_index(ta[1], ta[2], tb[1], tb[2], search_range));
+            relative_position_index(ta[1], ta[2], tb[1], tb[2], search_range, bucketing));
       }
     }
     return true;
@@ -249,7 +250,8 @@ struct Group {
 template <typename scalar_t>
 void forward_kernel(const AttentionShape& s, const scalar_t* q, const scalar_t* k,
                     const scalar_t* v, const int32_t* tiles, const int32_t* nbr,
-                    const scalar_t* table, int64_t search_range, scalar_t* out) {
+                    const scalar_t* table, int64_t search_range, Bucketing bucketing,
+                    scalar_t* out) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr int64_t L = kLanes<acc_t>;
   const Attention<acc_t> attention(s, q, k, v, table);
@@ -260,7 +262,7 @@ void forward_kernel(const AttentionShape& s, const scalar_t* q, const scalar_t* 
     for (int64_t i = begin; i < end; ++i) {
       scalar_t* dst = out + i * M * H * D;
       std::fill(dst, dst + M * H * D, scalar_t(0));
-      if (!g.load(i, tiles, nbr, search_range)) continue;
+      if (!g.load(i, tiles, nbr, search_range, bucketing)) continue;
       g.softmax();
       for (int64_t a = 0; a < g.count; ++a) {
         for (int64_t c = 0; c < hp; c += L)
@@ -286,7 +288,8 @@ constexpr int64_t kScratchBytes = 16 << 20;
 template <typename scalar_t, typename acc_t>
 void backward_contributions(const Attention<acc_t>& at, const scalar_t* grad_out,
                             const int32_t* tiles, const int32_t* nbr, int64_t search_range,
-                            int64_t first, int64_t last, acc_t* scratch, acc_t* table_partials) {
+                            Bucketing bucketing, int64_t first, int64_t last, acc_t* scratch,
+                            acc_t* table_partials) {
   using V = Vec<acc_t>;
   constexpr int64_t L = kLanes<acc_t>;
   const AttentionShape& s = at.s;
@@ -303,7 +306,7 @@ void backward_contributions(const Attention<acc_t>& at, const scalar_t* grad_out
       acc_t* dtable = table_partials + block * s.table_size * hp;
       std::fill(dtable, dtable + s.table_size * hp, acc_t(0));
       for (int64_t i = block * kGroupsPerBlock; i < std::min(last, (block + 1) * kGroupsPerBlock); ++i) {
-        if (!g.load(i, tiles, nbr, search_range)) continue;
+        if (!g.load(i, tiles, nbr, search_range, bucketing)) continue;
         g.softmax();
         for (int64_t a = 0; a < g.count; ++a)
           transpose_heads(grad_out + (i * M + g.slot[a]) * s.heads * D, s.heads, D, hp, go_rows.data() + a * md);
@@ -363,7 +366,7 @@ template <typename scalar_t>
 void backward_kernel(const AttentionShape& s, const scalar_t* grad_out, const scalar_t* q,
                      const scalar_t* k, const scalar_t* v, const int32_t* tiles,
                      const int32_t* nbr, const scalar_t* table, int64_t search_range,
-                     scalar_t* grad_q, scalar_t* grad_k, scalar_t* grad_v,
+                     Bucketing bucketing, scalar_t* grad_q, scalar_t* grad_k, scalar_t* grad_v,
                      scalar_t* grad_table) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr int64_t L = kLanes<acc_t>;
@@ -381,7 +384,7 @@ void backward_kernel(const AttentionShape& s, const scalar_t* grad_out, const sc
   std::vector<int64_t> next(offsets.begin(), offsets.end() - 1);  // first entry not yet added
   for (int64_t first = 0; first < s.n; first += chunk) {
     const int64_t last = std::min(s.n, first + chunk);
-    backward_contributions(attention, grad_out, tiles, nbr, search_range, first, last,
+    backward_contributions(attention, grad_out, tiles, nbr, search_range, bucketing, first, last,
                            scratch.get(), table_partials.data());
     // Each row adds its entries of this chunk in increasing order, after those of earlier chunks.
     at::parallel_for(0, s.n, 64, [&](int64_t begin, int64_t end) {
@@ -419,14 +422,16 @@ void backward_kernel(const AttentionShape& s, const scalar_t* grad_out, const sc
 
 at::Tensor knn_attention_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                              const at::Tensor& tiles, const at::Tensor& nbr,
-                             const at::Tensor& bias_table, int64_t search_range) {
-  const AttentionShape s =
-      check_inputs("knn_attention", q, k, v, tiles, nbr, bias_table, search_range);
+                             const at::Tensor& bias_table, int64_t search_range,
+                             c10::string_view bucketing) {
+  const char* op = "knn_attention";
+  const AttentionShape s = check_inputs(op, q, k, v, tiles, nbr, bias_table, search_range);
+  const Bucketing mode = parse_bucketing(bucketing, op);
   at::Tensor out = at::empty({s.n, s.members, s.heads, s.dim}, q.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, q.scalar_type(), "knn_attention_cpu", [&] {
     forward_kernel(s, q.data_ptr<scalar_t>(), k.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(),
                    tiles.data_ptr<int32_t>(), nbr.data_ptr<int32_t>(),
-                   bias_table.data_ptr<scalar_t>(), search_range, out.data_ptr<scalar_t>());
+                   bias_table.data_ptr<scalar_t>(), search_range, mode, out.data_ptr<scalar_t>());
   });
   return out;
 }
@@ -434,9 +439,10 @@ at::Tensor knn_attention_cpu(const at::Tensor& q, const at::Tensor& k, const at:
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> knn_attention_backward_cpu(
     const at::Tensor& grad_out, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
     const at::Tensor& tiles, const at::Tensor& nbr, const at::Tensor& bias_table,
-    int64_t search_range) {
+    int64_t search_range, c10::string_view bucketing) {
   const char* op = "knn_attention_backward";
   const AttentionShape s = check_inputs(op, q, k, v, tiles, nbr, bias_table, search_range);
+  const Bucketing mode = parse_bucketing(bucketing, op);
   TORCH_CHECK(grad_out.dim() == 4 && grad_out.size(0) == s.n && grad_out.size(1) == s.members &&
                   grad_out.size(2) == s.heads && grad_out.size(3) == s.dim,
               "fastmatte.", op, ": grad_out must be [N=", s.n, ", K+1=", s.members, ", heads=",
@@ -449,7 +455,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> knn_attention_backwar
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, q.scalar_type(), "knn_attention_backward_cpu", [&] {
     backward_kernel(s, grad_out.data_ptr<scalar_t>(), q.data_ptr<scalar_t>(),
                     k.data_ptr<scalar_t>(), v.data_ptr<scalar_t>(), tiles.data_ptr<int32_t>(),
-                    nbr.data_ptr<int32_t>(), bias_table.data_ptr<scalar_t>(), search_range,
+                    nbr.data_ptr<int32_t>(), bias_table.data_ptr<scalar_t>(), search_range, mode,
                     grad_q.data_ptr<scalar_t>(), grad_k.data_ptr<scalar_t>(),
                     grad_v.data_ptr<scalar_t>(), grad_table.data_ptr<scalar_t>());
   });

@@ -6,6 +6,7 @@ from torch import nn
 
 from fastmatte.ops import group_attention, knn_attention, knn_tiles
 from fastmatte.ops._backend import check_backend
+from fastmatte.reference.relative_position import check_bucketing
 
 
 class FeedForward(nn.Sequential):
@@ -21,6 +22,8 @@ class CrossRegionAttention(nn.Module):
         k: neighbours per tile (8). search_range: s, the bias table has (2s-1)^2+1 entries
             per head, the last shared by every offset outside the (2s-1) x (2s-1) window.
         mlp_ratio: hidden width of the feed-forward layers, in multiples of dim.
+        bucketing: which offsets share that last entry, as in fastmatte.ops.knn_attention:
+            "per_axis" (the paper's table) or "official" (the authors' code and checkpoints).
 
     forward(tokens[N, dim], tiles[N, 3], count[1], tile_map=None, nbr=None, backend=None)
     -> [N, dim]: N is the selection's capacity; rows past count are carried along and should be
@@ -29,9 +32,11 @@ class CrossRegionAttention(nn.Module):
     ("torch" runs the eager references).
     """
 
-    def __init__(self, dim=128, heads=8, head_dim=16, k=8, search_range=4, mlp_ratio=4):
+    def __init__(self, dim=128, heads=8, head_dim=16, k=8, search_range=4, mlp_ratio=4,
+                 bucketing="per_axis"):
         super().__init__()
         self.heads, self.head_dim, self.k, self.search_range = heads, head_dim, k, search_range
+        self.bucketing = check_bucketing("fastmatte.nn.CrossRegionAttention", bucketing)
         inner = heads * head_dim
         table_size = (2 * search_range - 1) ** 2 + 1
         self.norm1 = nn.LayerNorm(dim)
@@ -61,7 +66,7 @@ class CrossRegionAttention(nn.Module):
         q, k, v = self.qkv1(self.norm1(tokens)).view(n, 3, heads, d).unbind(1)
         table1 = self.bias_table1.to(q.dtype)
         mixed = knn_attention(q.contiguous(), k.contiguous(), v.contiguous(), tiles, nbr, table1, s,
-                              backend=backend)
+                              bucketing=self.bucketing, backend=backend)
         members = torch.cat([torch.arange(n, device=tiles.device)[:, None], nbr.long()], dim=1)
         present = (members >= 0)[..., None]
         group = torch.where(present, tokens[members.clamp(min=0)], 0.0)  # [N, K+1, dim]
@@ -75,5 +80,5 @@ class CrossRegionAttention(nn.Module):
         table2 = self.bias_table2.to(q0.dtype)
         center = group[:, 0] + self.proj2(
             group_attention(q0.contiguous(), k2.contiguous(), v2.contiguous(), tiles, nbr, table2, s,
-                            backend=backend).flatten(1))
+                            bucketing=self.bucketing, backend=backend).flatten(1))
         return center + self.mlp2(self.norm_mlp2(center))

@@ -16,15 +16,16 @@ def group_members(tiles, nbr):
     return members.clamp(min=0), valid
 
 
-def knn_attention(q, k, v, tiles, nbr, bias_table, search_range):
+def knn_attention(q, k, v, tiles, nbr, bias_table, search_range, bucketing="per_axis"):
     """out[N, K+1, nH, D]: for group i = [i] + nbr[i] and each member a, attention of q[g_a]
-    over k/v[g_b] of the valid members b, with bias_table[rel(g_a, g_b), head]. Rows of
-    missing members (and of invalid centers) are zero."""
+    over k/v[g_b] of the valid members b, with bias_table[rel(g_a, g_b), head] (rel:
+    relative_position_index with this bucketing). Rows of missing members (and of invalid
+    centers) are zero."""
     members, valid = group_members(tiles, nbr)
     acc = torch.promote_types(torch.promote_types(q.dtype, torch.float32), bias_table.dtype)
     qg, kg, vg = q[members], k[members], v[members]  # [N, M, nH, D]
     pos = tiles[members][..., 1:]  # [N, M, 2]
-    rel = relative_position_index(pos[:, :, None], pos[:, None, :], search_range)  # [N, Ma, Mb]
+    rel = relative_position_index(pos[:, :, None], pos[:, None, :], search_range, bucketing)  # [N, Ma, Mb]
     bias = bias_table[rel].permute(0, 3, 1, 2)  # [N, nH, Ma, Mb]
     scores = torch.einsum("nahd,nbhd->nhab", qg.to(acc), kg.to(acc)) / math.sqrt(q.shape[-1])
     scores = scores + bias.to(acc)
