@@ -30,10 +30,10 @@ def frame(h=37, w=50, seed=0):
 
 
 def direct_alpha(model, rgb):
-    """The model on float [1, 3, H, W] = rgb / 255, made with NumPy (float64 division)."""
+    """The model's predict on float [1, 3, H, W] = rgb / 255, made with NumPy (float64 division)."""
     image = torch.from_numpy((rgb.astype(np.float64) / 255).astype(np.float32).transpose(2, 0, 1).copy())
     with torch.no_grad():
-        return model.eval()(image[None])["alpha"][0, 0].numpy()
+        return model.eval().predict(image[None])[0, 0].numpy()
 
 
 def test_alpha_equals_the_model_called_directly():

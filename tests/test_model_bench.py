@@ -94,12 +94,11 @@ def test_cuda_records_include_the_replayed_graph():
 def test_tiles_are_the_trimaps_unknown_tiles_for_both_backends(records):
     # counted here from the trimap itself: tiles whose argmax is "unknown" (class 1)
     trimap = model_inputs(*SIZE, "cpu").trimap
-    assert trimap.shape == (1, 3, 14, 20)
+    assert trimap.shape == (1, 3, 16, 32)  # the 1/8 grid of the image padded to multiples of 128
     unknown = int((trimap.argmax(1) == 1).sum())
-    capacity = 28  # the default tile_capacity: 10% of the grid's 280 tiles
     assert 0 < unknown
-    assert records[0]["tiles"] == records[1]["tiles"] == min(unknown, capacity)
-    assert records[0]["capacity"] == records[1]["capacity"] == CRAMatting.tiny().capacity(1, 14, 20)
+    assert records[0]["tiles"] == records[1]["tiles"] == unknown  # the default capacity: every cell
+    assert records[0]["capacity"] == records[1]["capacity"] == CRAMatting.tiny().capacity(1, 16, 32) == 512
 
 
 def test_random_weights_are_the_same_in_every_run_and_leave_the_global_rng_alone(tiny_cra):
@@ -176,8 +175,8 @@ def test_stage_times_follow_known_sleeps():
 
 def test_model_stages_of_cra_include_the_fused_attention():
     stages = model_stages(CRAMatting.tiny())
-    assert list(stages)[:3] == ["backbone", "decoder", "refiner"]
-    assert "refiner.attention" in stages
+    assert list(stages)[:2] == ["encoder", "decoder"] and "roi_head" in stages
+    assert "roi_head.transformer" in stages
 
 
 @pytest.mark.parametrize("args, message", [
@@ -217,7 +216,7 @@ def test_cli_end_to_end_writes_records_chart_and_profile(tmp_path, tiny_cra, cap
     assert [(r["resolution"], r["backend"]) for r in records] == [
         ("64x96", "fastmatte"), ("64x96", "eager"), ("80x128", "fastmatte"), ("80x128", "eager")]
     for r in records:  # fastmatte and eager profiled
-        assert r["profile"]["ops"] and "refiner.attention" in r["profile"]["stages"]
+        assert r["profile"]["ops"] and "roi_head.transformer" in r["profile"]["stages"]
     rows = [line.split() for line in printed.splitlines() if line.startswith(("64x96 ", "80x128 "))]
     assert [row[1] for row in rows] == ["fastmatte", "eager"] * 2 and rows[1][5] == "1.00x"
     assert int(rows[0][2]) == records[0]["tiles"]
@@ -226,7 +225,7 @@ def test_cli_end_to_end_writes_records_chart_and_profile(tmp_path, tiny_cra, cap
     assert float(rows[0][5][:-1]) == pytest.approx(speedup, abs=0.01)
     assert cv2.imread(str(tmp_path / "cra_cpu_fp32.png")) is not None
     profile = (tmp_path / "cra_cpu_fp32_profile.txt").read_text()
-    assert "by stage" in profile and "backbone" in profile and "rest of forward" in profile
+    assert "by stage" in profile and "encoder" in profile and "rest of forward" in profile
     assert "profile of cra 64x96 eager" in profile and "profile of cra 80x128 fastmatte" in profile
     table = (tmp_path / "cra_cpu_fp32.md").read_text()
     assert "measured by `fastmatte bench --model cra --res 64x96,80x128" in table

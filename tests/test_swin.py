@@ -263,8 +263,8 @@ def test_imagenet_checkpoint_loads_into_patch16_backbone(tmp_path):
     assert "head.weight" in report.ignored and "layers.0.blocks.1.attn_mask" in report.ignored
     assert "layers.0.blocks.0.attn.relative_position_index" in report.ignored
 
-    # The documented resampling: bilinear 4x4 -> 16x16, times (4/16)^2 (exact sums at this ratio).
-    expected = F.interpolate(src["patch_embed.proj.weight"], size=(16, 16), mode="bilinear") / 16
+    # CRA's authors' resampling: each weight repeated over a 4x4 block, times (4/16)^2.
+    expected = src["patch_embed.proj.weight"].repeat_interleave(4, 2).repeat_interleave(4, 3) / 16
     torch.testing.assert_close(own["patch_embed.proj.weight"], expected, rtol=1e-5, atol=1e-7)
 
     # A patch of one colour: the 16x16 embedding gives the token the 4x4 one gave.
@@ -275,9 +275,9 @@ def test_imagenet_checkpoint_loads_into_patch16_backbone(tmp_path):
     torch.testing.assert_close(large, small, rtol=1e-5, atol=1e-5)
 
 
-def test_patch_kernel_resampling_keeps_the_sum_for_any_ratio(tmp_path):
+def test_patch_kernel_resampling_keeps_the_sum_for_whole_ratios(tmp_path):
     source, path = _official_checkpoint(tmp_path, TINY)
-    for patch in (2, 6, 8, 7):
+    for patch in (8, 12):
         target = SwinTransformer(**TINY, patch_size=patch)
         load_backbone_weights(target, path)
         kernel = target.patch_embed.proj.weight

@@ -12,16 +12,19 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
 from fastmatte.bench.timing import synchronize
+from fastmatte.models.cra.roi_head import CrossRegionTransformer
 from fastmatte.models.rvm.refiner import DeepGuidedFilterRefiner
 from fastmatte.nn import CrossRegionAttention, GatedConv2d
 
-FASTMATTE_MODULES = (CrossRegionAttention, GatedConv2d)
+# Modules built on fastmatte's fused ops, timed as stages of their own.
+FASTMATTE_MODULES = (CrossRegionAttention, CrossRegionTransformer, GatedConv2d)
 
 
 def model_stages(model: nn.Module) -> dict:
     """The stages whose time profile_summary reports: the model's direct children (CRA:
-    "backbone", "decoder", "refiner"; RVM: "backbone", "aspp" (LR-ASPP), "decoder", "project",
-    "refiner"), nested in them every fastmatte module ("refiner.attention"), and in a deep
+    "encoder", "decoder", the heads, "roi_head", "roi_matte_head"; RVM: "backbone", "aspp"
+    (LR-ASPP), "decoder", "project", "refiner"), nested in them every module built on fastmatte's
+    fused ops (CRA's "roi_head.transformer"), and in a deep
     guided filter refiner (RVM's) its two halves: "refiner.low-res" (the coefficients at the
     network's resolution) and "refiner.guided_upsample" (the full-resolution op). A stage is a
     module, or (owner, attribute name) of a function that its parent calls through that

@@ -10,18 +10,18 @@ import torch
 from fastmatte import ops, reference
 from fastmatte.bench.cases import RESOLUTIONS
 from fastmatte.bench.cases import OpCase
-from fastmatte.models.cra.model import STRIDE
 from fastmatte.models.backbones.swin_blocks import window_layout
 from fastmatte.reference.window_attention import padded_size, window_masks
 
 WINDOW = 7
+PATCH = 16  # CRA's patch embedding: the first token map is 1/16 of the frame
 STAGES = [(96, 3, 2), (192, 6, 2), (384, 12, 6), (768, 24, 2)]  # Swin-T: (channels, heads, blocks)
 
 
 def _stage_inputs(height, width, device, dtype, gen):
     """Per stage: (qkv [1, h, w, 3C], table, window_size, shift, blocks) on the token map of an
     H x W frame (1/16, then halved per stage)."""
-    h, w = math.ceil(height / STRIDE), math.ceil(width / STRIDE)
+    h, w = math.ceil(height / PATCH), math.ceil(width / PATCH)
     stages = []
     for channels, heads, blocks in STAGES:
         (wh, ww), shift = window_layout(h, w, WINDOW)

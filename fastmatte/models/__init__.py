@@ -12,10 +12,11 @@ from fastmatte.models.rvm import RVM
 from fastmatte.models.weights import WeightsError, load_weights, read_state_dict
 
 MODELS["cra"] = ModelEntry(
-    build=CRAMatting, convert_official=cra.convert_official,
-    summary="CRA (Zhong & Zharkov, WACV 2024): Swin-T at 1/16, cross-region attention tile refiner",
-    configurations={"paper": {}, "tiny": cra.TINY},
-    formats=("safetensors", "PyTorch state dict (.pth/.pt, trainer files, DataParallel)"))
+    build=CRAMatting, convert_official=cra.convert_official, check_own_file=cra.check_not_previous,
+    summary="CRA (Zhong & Zharkov, WACV 2024), the authors' model: Swin-T over 16x16 patches, every "
+            "unknown 1/8 cell refined with cross-region attention",
+    configurations={"official": {}, "tiny": cra.TINY},
+    formats=("the authors' Trainer checkpoints (.pth: mat_model, discriminator, global_step)", "safetensors"))
 MODELS["modnet"] = ModelEntry(
     build=MODNet, convert_official=modnet.convert_official,
     summary="MODNet (Ke et al., AAAI 2022): trimap-free portrait matting, MobileNetV2, three branches",

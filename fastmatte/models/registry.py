@@ -37,13 +37,17 @@ class ModelEntry:
     build arguments ({} is the default); formats says which files its releases come as.
     default_weights, for a model whose real weights fastmatte can fetch as an install step: a
     callable giving the path of the fetched file, or raising WeightsError that names the one
-    command that fetches it; load_model and Matter use it when no weights are given."""
+    command that fetches it; load_model and Matter use it when no weights are given.
+    check_own_file, for a model whose architecture changed: called with the tensors and the
+    configuration of a file `fastmatte convert` wrote for it, raises WeightsError for one of an
+    earlier, incompatible version (such files skip convert_official)."""
     build: Callable[..., nn.Module]
     convert_official: Callable[[dict], Conversion]
     summary: str
     configurations: Mapping[str, Mapping] = field(default_factory=dict)
     formats: tuple = ()
     default_weights: Optional[Callable[[], object]] = None
+    check_own_file: Optional[Callable[[dict, Mapping], None]] = None
 
 
 MODELS: dict = {}
@@ -74,6 +78,11 @@ def read_weights(name: str, weights) -> Conversion:
             raise WeightsError(f"{weights} holds fastmatte weights of model {metadata[METADATA_MODEL]!r}, "
                                f"not {name!r}")
         config = _tuples(json.loads(metadata.get(METADATA_CONFIG, "{}")))
+        if entry.check_own_file is not None:
+            try:
+                entry.check_own_file(state, config)
+            except WeightsError as error:
+                raise WeightsError(f"{weights}: {error}") from error
         return Conversion(state, f"fastmatte {name}", (), config)
     try:
         conversion = entry.convert_official(state)

@@ -5,8 +5,9 @@ fixed seed: no pretrained CRA weights are available here), so the model is hande
 trimap on its 1/8 tile grid (fastmatte.bench.cases.portrait_trimap): the refined band, and with
 it the work, is the same realistic head-and-shoulders outline for every backend instead of
 whatever random weights predict. Speed does not depend on the weights' values. Records add
-tiles (refined tiles, from the selection's count) and capacity (the selection's rows: on CUDA
-the refiner runs over all of them, padding included).
+tiles (refined cells, from the selection's count) and capacity (the selection's rows: on CUDA
+the region head runs over all of them, padding included; the official model's default capacity
+is the whole 1/8 grid, so give --set tile_capacity=... to bound it there).
 """
 import functools
 import math
@@ -18,13 +19,15 @@ from fastmatte.bench.cases import portrait_trimap
 from fastmatte.bench.workloads.base import Runner, Workload, prepare_model
 from fastmatte.io.sample import sample_portrait
 from fastmatte.matter import capture_graph
-from fastmatte.models.cra.model import STRIDE  # the model pads H and W to multiples of it
-from fastmatte.models.cra.refiner import TILE  # the trimap grid is 1/TILE of the padded image
+from fastmatte.models.cra.model import CELL  # the trimap grid is 1/CELL of the padded image
+
+STRIDE = 128  # the official model pads H and W to multiples of it
 
 
 class ModelInputs(NamedTuple):
     """One benchmark frame. image: [1, 3, H, W] in [0, 1]; trimap: [1, 3, H_pad/8, W_pad/8]
-    logits (fg, unknown, bg) of a portrait outline, both in the model's dtype and device."""
+    logits of a portrait outline (class 1 unknown, the one that chooses the refined cells), both
+    in the model's dtype and device."""
 
     image: torch.Tensor
     trimap: torch.Tensor
@@ -32,10 +35,10 @@ class ModelInputs(NamedTuple):
 
 def model_inputs(height, width, device, dtype=torch.float32) -> ModelInputs:
     """The benchmark frame at H x W (ints >= 64): fastmatte.io.sample's portrait photo and, on the
-    padded size (multiples of 16) the model works at, portrait_trimap's outline (about 5-10%
+    padded size (multiples of 128) the model works at, portrait_trimap's outline (about 5-10%
     unknown tiles at HD/4K)."""
     padded_h, padded_w = (math.ceil(n / STRIDE) * STRIDE for n in (height, width))
-    trimap = portrait_trimap(padded_h, padded_w, tile=TILE)
+    trimap = portrait_trimap(padded_h, padded_w, tile=CELL)
     photo = torch.from_numpy(sample_portrait(height, width)[0]).permute(2, 0, 1)[None]
     return ModelInputs((photo / 255).to(device, dtype), trimap.to(device, dtype))
 

@@ -35,10 +35,10 @@ def load_backbone_weights(backbone: nn.Module, path_or_state_dict, strict: bool 
     computes itself for every input size.
 
     A patch-embedding kernel of another size (ImageNet's 4x4 into CRAMatting's 16x16) is
-    resampled: each k x k kernel is resized bilinearly to p x p (antialiased when shrinking) and
-    multiplied by (k / p)**2, then a uniform correction makes its sum exactly the original's
-    (interpolation keeps it only for whole-number ratios). So a patch of constant colour gives
-    the same token as a constant patch did in the checkpoint's model. The bias is unchanged.
+    resampled as CRA's authors do it: each k x k kernel is resized to p x p by nearest-neighbour
+    interpolation and multiplied by (k / p)**2. Where p is a multiple of k (4 -> 16), a patch of
+    constant colour then gives the same token as a constant patch did in the checkpoint's model.
+    The bias is unchanged.
 
     strict: raise WeightsError, listing the names, when a backbone tensor other than the out
     norms norm0..norm3 (never in classification checkpoints) is missing or when the checkpoint
@@ -92,16 +92,13 @@ def _ignored_name(name: str) -> bool:
 
 
 def _resample_patch_kernel(weight, shape, source):
-    """[out, in, k, k] -> `shape` [out, in, p, p], keeping each kernel's sum (see the loader)."""
+    """[out, in, k, k] -> `shape` [out, in, p, p]: nearest resize times (k / p)**2 (see the loader)."""
     if weight.ndim != 4 or tuple(weight.shape[:2]) != tuple(shape[:2]) or weight.shape[2] != weight.shape[3]:
         raise WeightsError(f"{_label(source)}: {PATCH_KERNEL} is {tuple(weight.shape)}; the backbone needs "
                            f"{tuple(shape[:2])} + a square kernel (embed_dim and in_chans must match)")
     old, size = weight.shape[2], shape[2]
-    kernel = weight.double()
-    resized = F.interpolate(kernel, size=(size, size), mode="bilinear", align_corners=False,
-                            antialias=size < old) * (old / size) ** 2
-    shortfall = kernel.sum(dim=(2, 3), keepdim=True) - resized.sum(dim=(2, 3), keepdim=True)
-    return (resized + shortfall / size ** 2).to(weight.dtype)
+    resized = F.interpolate(weight.double(), size=(size, size), mode="nearest") * (old / size) ** 2
+    return resized.to(weight.dtype)
 
 
 def _label(source) -> str:

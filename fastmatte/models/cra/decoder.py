@@ -1,31 +1,31 @@
-"""CRAMatting's low-resolution decoder: the backbone's feature pyramid to the 4-channel 1/8 map
-(coarse alpha logit + 3 trimap logits)."""
+"""CRA's low-resolution decoder: the encoder's pyramid (strides 16..128) back up to 1/16."""
+import torch
 import torch.nn.functional as F
 from torch import nn
 
+SLOPE = 0.1  # the authors' leaky ReLU everywhere
 
-class CoarseDecoder(nn.Module):
-    """Top-down feature pyramid (1x1 laterals, bilinear upsampling, sums) over the backbone's
-    stages, then a 3x3 conv + ReLU and a 1x1 conv to `4 * 2 * 2` channels at the finest stage's
-    resolution (1/16 of the image), pixel-shuffled x2 to the 4 output channels at 1/8.
 
-    No normalization layers: matting trains and runs at batch 1, where BatchNorm statistics
-    are meaningless.
+class CRADecoder(nn.Module):
+    """From the coarsest feature up: bilinear x2 (align_corners=False), cat(upsampled, skip), one
+    3x3 conv (bias, no norm) + leaky_relu(0.1), per finer stage.
 
-    forward(features: list of [B, C_i, H_i, W_i], finest first) -> [B, 4, 2*H_0, 2*W_0].
+    forward(features: [f_16, f_32, f_64, f_128] maps, finest first) -> the last three outputs,
+    coarsest first: [B, widths[0], H/64, W/64], [B, widths[1], H/32, W/32], [B, widths[2], H/16, W/16].
     """
 
-    OUT_CHANNELS = 4  # coarse alpha logit, then foreground / unknown / background logits
-
-    def __init__(self, in_channels, width=128):
+    def __init__(self, in_channels=(96, 192, 384, 768), widths=(256, 128, 64)):
         super().__init__()
-        self.laterals = nn.ModuleList(nn.Conv2d(c, width, 1) for c in in_channels)
-        self.smooth = nn.Conv2d(width, width, 3, padding=1)
-        self.head = nn.Conv2d(width, self.OUT_CHANNELS * 4, 1)
+        previous = [in_channels[-1], *widths[:-1]]
+        skips = in_channels[-2::-1]
+        self.convs = nn.ModuleList(nn.Conv2d(p + s, w, 3, padding=1)
+                                   for p, s, w in zip(previous, skips, widths))
 
     def forward(self, features):
-        x = self.laterals[-1](features[-1])
-        for lateral, feature in zip(self.laterals[-2::-1], features[-2::-1]):
-            x = lateral(feature) + F.interpolate(x, size=feature.shape[-2:], mode="bilinear",
-                                                 align_corners=False)
-        return F.pixel_shuffle(self.head(F.relu(self.smooth(x))), 2)
+        x, outputs = features[-1], []
+        for conv, skip in zip(self.convs, features[-2::-1]):
+            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+            x = F.leaky_relu(conv(torch.cat([x, skip], 1)), SLOPE)
+            outputs.append(x)
+        return outputs
+

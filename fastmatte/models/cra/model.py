@@ -1,122 +1,143 @@
-"""CRAMatting (Zhong & Zharkov, "Lightweight Portrait Matting via Regional Attention and
-Refinement", WACV 2024): trimap-free HD/4K portrait matting in two stages."""
+"""CRAMatting: the authors' CRA (Zhong & Zharkov, "Lightweight Portrait Matting via Regional
+Attention and Refinement", WACV 2024; yataoz/lightweight_portrait_matting), on fastmatte's ops."""
 from fractions import Fraction
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastmatte.models.backbones.swin import SwinTransformer
 from fastmatte.models.backbones.swin_weights import load_backbone_weights
-from fastmatte.models.cra.decoder import CoarseDecoder
-from fastmatte.models.cra.refiner import TILE, TileRefiner
+from fastmatte.models.cra.decoder import CRADecoder
+from fastmatte.models.cra.encoder import CRAEncoder
+from fastmatte.models.cra.roi_head import HEADS, SEARCH_RANGE, ROIHead, official_neighbours
+from fastmatte.models.cra.skimage_resize import resize
 from fastmatte.models.image_check import check_image
-from fastmatte.ops import scatter_tiles, select_tiles
+from fastmatte.ops import gather_tiles, knn_tiles, scatter_tiles, select_tiles
 from fastmatte.ops._backend import check_backend
 
-STRIDE = 16  # the low-resolution network's total reduction; the image is padded to a multiple
-IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the backbone's input normalization (ImageNet weights)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-TINY = dict(embed_dim=8, depths=(2, 2), num_heads=(1, 2), window_size=4, token_dim=16, attention_heads=2,
-            head_dim=8, decoder_width=16, refiner_channels=(4, 8))  # about 28k parameters
+CELL = 8  # the refined cells: one per pixel of the 1/8 maps
+NEIGHBOURS = 8
+TINY = dict(embed_dim=8, num_heads=(1, 1, 2, 2), decoder_widths=(16, 16, 8))  # tests, experiments
 
 
 class CRAMatting(nn.Module):
-    """The two-stage CRA model; the defaults are the paper's.
+    """The official CRA; the defaults are the released model (Swin-T, patch 16, 1/8 cells).
 
-    Stage 1, at 1/16: a Swin Transformer (embed_dim, depths, num_heads, window_size) whose patch
-    embedding reduces the image x patch_size, after an average pooling x downsample
-    (downsample * patch_size must be 16: patch 16, or the paper's "downsample x2 + patch 8"),
-    then CoarseDecoder: 4 channels at 1/8 = coarse alpha (sigmoid) + 3 trimap logits
-    (0 foreground, 1 unknown, 2 background).
-    Stage 2: the tiles whose trimap argmax is "unknown" (at most `tile_capacity` of them, the
-    most uncertain first) are refined by TileRefiner (patch encoder, CrossRegionAttention with k
-    neighbours and search range, patch decoder) and pasted into the upsampled coarse alpha.
+    Low resolution: CRAEncoder (ImageNet normalization, Swin over 16x16 patches, the stage
+    outputs before merging, strides 16..128) -> CRADecoder -> trimap_heads / seg_heads at the
+    last three decoder outputs, pixel-shuffled x2: logits at strides 32, 16, 8 (trimap classes
+    0 background, 1 unknown, 2 foreground). seg = sigmoid, trimap = softmax of the stride-8 ones.
+    Refinement: every 1/8 cell whose trimap argmax is "unknown" (select_tiles, raster order) is
+    cropped from cat(image, bilinear x8 seg) (gather_tiles), refined by ROIHead with its 8
+    nearest selected cells (knn_tiles; the authors' lists when an image has <= 8 cells) and
+    roi_matte_head, clamped to [0, 1]; alpha = nearest x8 seg with the refined cells pasted in
+    (scatter_tiles, mode="nearest").
 
-    tile_capacity: an int (that many tiles per batch) or a float in (0, 1] (that fraction of
-    the batch's 1/8 grid, rounded up); fixed per input size, so nothing waits on the host.
+    tile_capacity: how many cells may be refined: a float in (0, 1] (that fraction of the
+    batch's 1/8 grid, rounded up) or an int. The default 1.0 refines every unknown cell, as the
+    authors' adaptive sampling does; less is faster, and then the most uncertain cells win.
 
-    forward(image, trimap=None, backend=None):
-      image: float [B, 3, H, W] in [0, 1], any H, W >= 1 (fp32/fp16/bf16, the model's dtype).
-        It is padded bottom/right by edge replication to Hp = ceil(H/16)*16, Wp likewise.
-      trimap: optional logits [B, 3, Hp/8, Wp/8] that choose the tiles instead of the predicted
-        trimap (ground truth in training, a fixed band in benchmarks).
-      backend: None = the fastmatte operators; "torch" = each replaced by its eager reference;
-        "cpu", "cuda" or "triton" is forced on every op (one without that kernel says so).
-    Returns a dict: alpha [B, 1, H, W] in [0, 1]; coarse_alpha [B, 1, Hp/8, Wp/8] in [0, 1];
-    trimap [B, 3, Hp/8, Wp/8] logits (the prediction, also when a trimap was given);
-    selection: the fastmatte.TileSelection that was refined (count stays on the device).
+    forward(image, trimap=None, aux=False, backend=None):
+      image: float [B, 3, H, W] in [0, 1], any H, W >= 1; padded bottom/right by edge
+        replication to Hp, Wp = multiples of 128 (the authors' model takes only those; predict
+        resizes instead, as their benchmark does).
+      trimap: optional [B, 3, Hp/8, Wp/8] logits or one-hot (official class order) that choose
+        the cells instead of the prediction (the authors' overwrite_lowres_trimap).
+      backend: None = fastmatte's operators; "torch" = the authors' computation in plain
+        PyTorch (every op by its eager reference); "cpu", "cuda", "triton" forced on the ops.
+    Returns {"alpha" [B, 1, H, W], "selection" (fastmatte.TileSelection)}; with aux=True also
+    "seg_logits" and "trimap_logits" (lists, strides 32, 16, 8, on the padded grid), "seg"
+    [B, 1, Hp/8, Wp/8] and "trimap" [B, 3, Hp/8, Wp/8] (probabilities), "refined" [n, 1, 8, 8]
+    (the refined cells in selection order; on the CPU n = count, elsewhere the capacity).
     """
 
-    def __init__(self, embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7,
-                 patch_size=16, downsample=1, tile_capacity=0.1, k=8, search_range=4, token_dim=128,
-                 attention_heads=8, head_dim=16, decoder_width=128, refiner_channels=(16, 32)):
+    def __init__(self, embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), patch_size=16,
+                 decoder_widths=(256, 128, 64), tile_capacity=1.0):
         super().__init__()
-        if downsample not in (1, 2, 4, 8, 16) or downsample * patch_size != STRIDE:
-            raise ValueError(f"CRAMatting: downsample * patch_size must be {STRIDE} (e.g. 1 and 16, or "
-                             f"2 and 8), got downsample={downsample}, patch_size={patch_size}")
+        if len(depths) != 4 or len(num_heads) != 4 or len(decoder_widths) != 3:
+            raise ValueError(f"CRAMatting: depths and num_heads need 4 stages and decoder_widths 3 "
+                             f"entries, got {tuple(depths)}, {tuple(num_heads)}, {tuple(decoder_widths)}")
+        if patch_size % 2 or patch_size < 2:
+            raise ValueError(f"CRAMatting: patch_size must be even (its 1/16 maps are pixel-shuffled "
+                             f"to 1/8 per 2 x 2), got {patch_size}")
         self.tile_capacity = _check_capacity(tile_capacity)
-        # The fraction as written (0.1 is 1/10, not the nearest double): 10% of 32640 tiles is 3264.
         self._capacity_ratio = Fraction(str(tile_capacity)).as_integer_ratio()
-        self.downsample = downsample
-        self.backbone = SwinTransformer(3, embed_dim, depths, num_heads, window_size, patch_size)
-        self.decoder = CoarseDecoder(self.backbone.out_channels, decoder_width)
-        self.refiner = TileRefiner(token_dim, attention_heads, head_dim, k, search_range, refiner_channels)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.stride = patch_size * 8
+        self.rel_pos_bias_table = nn.Parameter(torch.zeros((2 * SEARCH_RANGE - 1) ** 2 + 1, HEADS))
+        self.encoder = CRAEncoder(embed_dim, depths, num_heads, patch_size)
+        self.decoder = CRADecoder(self.encoder.out_channels, decoder_widths)
+        self.trimap_heads = nn.ModuleList(nn.Conv2d(w, 3 * 4, 1) for w in decoder_widths)
+        self.seg_heads = nn.ModuleList(nn.Conv2d(w, 4, 1) for w in decoder_widths)
+        self.roi_head = ROIHead()
+        self.roi_matte_head = nn.Conv2d(16, 1, 1)
 
     @classmethod
     def tiny(cls, **overrides):
-        """A very small configuration (TINY, about 28k parameters) for tests and quick experiments."""
+        """A small configuration (TINY: narrow encoder and decoder, the official region head)."""
         return cls(**(TINY | overrides))
 
     def load_backbone(self, path, strict=True):
-        """Initialize the backbone from ImageNet Swin weights (e.g. swin_tiny_patch4_window7_224.pth,
-        a local file): see fastmatte.models.backbones.swin_weights.load_backbone_weights, which resamples
-        the 4x4 patch kernel to this model's patch. Returns its BackboneLoadReport."""
-        return load_backbone_weights(self.backbone, path, strict=strict)
+        """Initialize the encoder's Swin from ImageNet weights (a microsoft/Swin-Transformer file such
+        as swin_tiny_patch4_window7_224_22k.pth, which the authors start from), the 4x4 patch kernel
+        resampled to this model's patch: fastmatte.models.load_backbone_weights. Returns its report."""
+        return load_backbone_weights(self.encoder, path, strict=strict)
 
     def capacity(self, batch: int, grid_height: int, grid_width: int) -> int:
-        """How many tiles are refined for a batch whose 1/8 grid is grid_height x grid_width."""
+        """How many cells are refined for a batch whose 1/8 grid is grid_height x grid_width."""
         if isinstance(self.tile_capacity, int):
             return self.tile_capacity
         numerator, denominator = self._capacity_ratio
         return -(-numerator * batch * grid_height * grid_width // denominator)  # integer ceiling
 
-    def forward(self, image, trimap=None, backend=None):
+    def forward(self, image, trimap=None, aux=False, backend=None):
         check_backend("CRAMatting", backend)
-        check_image("CRAMatting", image, self.mean)
+        check_image("CRAMatting", image, self.rel_pos_bias_table)
         B, _, H, W = image.shape
-        padded = F.pad(image, (0, -W % STRIDE, 0, -H % STRIDE), mode="replicate")
-        grid = (padded.shape[-2] // TILE, padded.shape[-1] // TILE)
+        padded = F.pad(image, (0, -W % self.stride, 0, -H % self.stride), mode="replicate")
+        grid = (padded.shape[-2] // CELL, padded.shape[-1] // CELL)
         if trimap is not None:
             _check_trimap(trimap, (B, 3, *grid), image)
 
-        low = F.avg_pool2d(padded, self.downsample) if self.downsample > 1 else padded
-        coarse = self.decoder(self.backbone((low - self.mean) / self.std, backend))
-        coarse_alpha, predicted = torch.sigmoid(coarse[:, :1]), coarse[:, 1:]
+        outputs = self.decoder(self.encoder(padded, backend))
+        trimap_logits = [F.pixel_shuffle(head(x), 2) for head, x in zip(self.trimap_heads, outputs)]
+        seg_logits = [F.pixel_shuffle(head(x), 2) for head, x in zip(self.seg_heads, outputs)]
+        seg, probabilities = torch.sigmoid(seg_logits[-1]), torch.softmax(trimap_logits[-1], 1)
 
-        chooser = predicted.detach() if trimap is None else trimap
+        chooser = probabilities.detach() if trimap is None else trimap
         selection = select_tiles(chooser, self.capacity(B, *grid), backend=backend)
         rows = _selected_rows(selection, padded)
-        refined = self.refiner(padded, coarse_alpha, rows, backend=backend)
-        alpha = scatter_tiles(coarse_alpha, refined, rows.tiles, rows.count, rows.tile_map, backend=backend)
-        return {"alpha": alpha[:, :, :H, :W], "coarse_alpha": coarse_alpha, "trimap": predicted,
-                "selection": selection}
+        rois = gather_tiles(padded, seg, rows.tiles, rows.count, CELL, backend=backend)
+        nearest = knn_tiles(rows.tiles, rows.count, NEIGHBOURS, rows.tile_map, backend=backend)
+        nbr = official_neighbours(nearest)
+        features = self.roi_head(rois, rows.tiles, nbr.int(), self.rel_pos_bias_table, backend)
+        refined = self.roi_matte_head(features).clamp(0, 1)
+        alpha = scatter_tiles(seg, refined, rows.tiles, rows.count, rows.tile_map, mode="nearest",
+                              backend=backend)
+        out = {"alpha": alpha[:, :, :H, :W], "selection": selection}
+        if aux:
+            out.update(seg_logits=seg_logits, trimap_logits=trimap_logits, seg=seg, trimap=probabilities,
+                       refined=refined)
+        return out
 
     def predict(self, image, backend=None):
-        """The inference recipe: alpha [B, 1, H, W] of `image` (float [B, 3, H, W] in [0, 1], any
-        size). The paper gives no resize rule, so this is forward's alpha at the input's size.
-        Gradients follow the caller's grad mode (Matter calls it under torch.no_grad)."""
-        return self(image, backend=backend)["alpha"]
+        """The authors' inference (their benchmark script): the image resized to sides floored to
+        multiples of 128 (at least 128) by skimage's resize (bilinear, anti-aliased when
+        shrinking), the forward, and the alpha resized back the same way.
+        image: float [B, 3, H, W] in [0, 1] -> alpha [B, 1, H, W]. Gradients follow the caller."""
+        check_image("CRAMatting", image, self.rel_pos_bias_table)
+        H, W = image.shape[-2:]
+        size = (max(H // self.stride, 1) * self.stride, max(W // self.stride, 1) * self.stride)
+        resized = resize(image, size) if size != (H, W) else image
+        alpha = self(resized, backend=backend)["alpha"]
+        return resize(alpha, (H, W)).clamp(0, 1) if size != (H, W) else alpha
 
 
 def _selected_rows(selection, image):
-    """The selection the refiner runs on. On the CPU it is cut to its `count` rows, so the
-    refiner's layers skip the padding rows (reading the count costs nothing there; the padding is
-    about a quarter of the rows at HD). Elsewhere it is left at its fixed capacity: on a GPU that
-    keeps the forward free of host syncs and capturable in a CUDA graph, and under torch.compile
-    it keeps the graph whole. The output is the same either way: rows past count are ignored."""
+    """The selection the region head runs on. On the CPU it is cut to its `count` rows (reading
+    the count costs nothing there, and the default capacity is the whole grid). Elsewhere it is
+    left at its fixed capacity: on a GPU that keeps the forward free of host syncs and capturable
+    in a CUDA graph, and under torch.compile it keeps the graph whole. The output is the same
+    either way: rows past count are ignored."""
     if image.device.type != "cpu" or torch.compiler.is_compiling():
         return selection
     return selection._replace(tiles=selection.tiles[:int(selection.count)])
@@ -124,7 +145,7 @@ def _selected_rows(selection, image):
 
 def _check_capacity(tile_capacity):
     if isinstance(tile_capacity, bool) or not isinstance(tile_capacity, (int, float)):
-        raise TypeError(f"CRAMatting: tile_capacity must be an int (tiles) or a float in (0, 1] "
+        raise TypeError(f"CRAMatting: tile_capacity must be an int (cells) or a float in (0, 1] "
                         f"(fraction of the 1/8 grid), got {tile_capacity!r}")
     if isinstance(tile_capacity, int) and tile_capacity < 0 or \
             isinstance(tile_capacity, float) and not 0.0 < tile_capacity <= 1.0:
@@ -136,7 +157,8 @@ def _check_capacity(tile_capacity):
 def _check_trimap(trimap, shape, image):
     if not torch.is_tensor(trimap) or tuple(trimap.shape) != shape or not trimap.is_floating_point():
         got = f"{trimap.dtype} {list(trimap.shape)}" if torch.is_tensor(trimap) else type(trimap).__name__
-        raise ValueError(f"CRAMatting: trimap must be float logits [B, 3, ceil(H/16)*2, ceil(W/16)*2] = "
-                         f"{list(shape)} for this image, got {got}")
+        raise ValueError(f"CRAMatting: trimap must be float [B, 3, ceil(H/128)*16, ceil(W/128)*16] = "
+                         f"{list(shape)} for this image (logits or one-hot: 0 background, 1 unknown, "
+                         f"2 foreground), got {got}")
     if trimap.device != image.device:
         raise ValueError(f"CRAMatting: trimap is on {trimap.device}, the image on {image.device}")

@@ -1,0 +1,169 @@
+"""CRA's region head: each selected 8x8 cell (RGB + upsampled seg) through valid convolutions to
+one token, a two-layer cross-region transformer over the cell and its 8 nearest cells, and
+transposed convolutions back to an 8x8 feature map. Module names are the authors'."""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fastmatte.models.cra.decoder import SLOPE
+from fastmatte.ops import group_attention, knn_attention
+
+EPS = 1e-3  # the authors' BatchNorm eps (and momentum 0.99, in PyTorch's sense)
+HEADS, HEAD_DIM, EMBED = 8, 16, 128
+SEARCH_RANGE = 4  # the bias table covers offsets -3..3 per axis, plus one "far" entry
+
+
+class ConvBlock(nn.Module):
+    """conv (bias, no padding) -> BatchNorm(eps 1e-3) -> leaky_relu(0.1); transposed: the conv is
+    a ConvTranspose2d (stride 1, no padding: a k x k kernel grows the map by k - 1), named deconv.
+    forward(x, fold=False): fold (eval mode only) runs the BatchNorm folded into the conv."""
+
+    def __init__(self, cin, cout, k, transposed=False):
+        super().__init__()
+        conv = (nn.ConvTranspose2d if transposed else nn.Conv2d)(cin, cout, k)
+        setattr(self, "deconv" if transposed else "conv", conv)
+        self.transposed = transposed
+        self.norm = nn.BatchNorm2d(cout, eps=EPS, momentum=0.99)
+
+    def forward(self, x, fold=False):
+        conv = self.deconv if self.transposed else self.conv
+        if not fold:
+            return F.leaky_relu(self.norm(conv(x)), SLOPE)
+        scale = self.norm.weight * torch.rsqrt(self.norm.running_var + self.norm.eps)
+        bias = self.norm.bias + (conv.bias - self.norm.running_mean) * scale
+        if self.transposed:
+            y = F.conv_transpose2d(x, conv.weight * scale.view(1, -1, 1, 1), bias)
+        else:
+            y = F.conv2d(x, conv.weight * scale.view(-1, 1, 1, 1), bias)
+        return F.leaky_relu_(y, SLOPE)
+
+
+class PatchEncoder(nn.Module):
+    """8x8 -> 8x8 (two 1x1), -> 4x4 (two 3x3), -> 2x2 (3x3, then 1x1); widths 32, 64, 64."""
+
+    def __init__(self):
+        super().__init__()
+        self.down_blocks = nn.ModuleList([
+            nn.Sequential(ConvBlock(4, 32, 1), ConvBlock(32, 32, 1)),
+            nn.Sequential(ConvBlock(32, 64, 3), ConvBlock(64, 64, 3)),
+            nn.Sequential(ConvBlock(64, 64, 3), ConvBlock(64, 64, 1))])
+
+
+class PatchDecoder(nn.Module):
+    """2x2 -> 4x4 (1x1, 3x3), cat the 4x4 encoder map -> 8x8 (two 3x3), cat the 8x8 encoder map
+    -> two 1x1 to 16 channels; all transposed convolutions."""
+
+    def __init__(self):
+        super().__init__()
+        self.up_blocks = nn.ModuleList([
+            nn.Sequential(ConvBlock(64, 32, 1, True), ConvBlock(32, 32, 3, True)),
+            nn.Sequential(ConvBlock(96, 32, 3, True), ConvBlock(32, 32, 3, True)),
+            nn.Sequential(ConvBlock(64, 16, 1, True), ConvBlock(16, 16, 1, True))])
+
+
+class Attention(nn.Module):
+    """Layer 0's projections: to_qkv (no bias), to_out (Linear, then the authors' Dropout(0))."""
+
+    def __init__(self):
+        super().__init__()
+        self.to_qkv = nn.Linear(EMBED, 3 * HEADS * HEAD_DIM, bias=False)
+        self.to_out = nn.Sequential(nn.Linear(HEADS * HEAD_DIM, EMBED), nn.Dropout(0.0))
+
+
+class CenterAttention(nn.Module):
+    """Layer 1's projections: only the center token is queried (to_q), all give keys (to_kv)."""
+
+    def __init__(self):
+        super().__init__()
+        self.to_q = nn.Linear(EMBED, HEADS * HEAD_DIM, bias=False)
+        self.to_kv = nn.Linear(EMBED, 2 * HEADS * HEAD_DIM, bias=False)
+        self.to_out = nn.Sequential(nn.Linear(HEADS * HEAD_DIM, EMBED), nn.Dropout(0.0))
+
+
+class FeedForward(nn.Module):
+    """Linear -> GELU -> Linear (net.0, net.3; the Dropouts of the authors' Sequential are 0)."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(EMBED, EMBED), nn.GELU(), nn.Dropout(0.0),
+                                 nn.Linear(EMBED, EMBED), nn.Dropout(0.0))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class CrossRegionTransformer(nn.Module):
+    """Two pre-norm layers over the groups [cell, 8 neighbours].
+
+    forward(tokens[N, 128], tiles[N, 3], nbr[N, 8], table[50, 8], backend=None) -> [N, 128]:
+    layer 0 is full attention within each group (fastmatte.ops.knn_attention), layer 1 queries
+    the center token only (fastmatte.ops.group_attention); both with the bias
+    table[official bucket of (key cell - query cell)], scale 16^-0.5, then the feed-forward.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.ModuleList([
+            nn.ModuleList([nn.LayerNorm(EMBED), Attention(), nn.LayerNorm(EMBED), FeedForward()]),
+            nn.ModuleList([nn.LayerNorm(EMBED), CenterAttention(), nn.LayerNorm(EMBED), FeedForward()])])
+
+    def forward(self, tokens, tiles, nbr, table, backend=None):
+        (norm1, attn, norm2, ff), (norm3, center, norm4, ff1) = self.layers
+        N = tokens.shape[0]
+        group = torch.cat([torch.arange(N, device=nbr.device)[:, None], nbr.long()], 1)
+        args = (tiles, nbr, table, SEARCH_RANGE)
+        q, k, v = attn.to_qkv(norm1(tokens)).view(N, 3, HEADS, HEAD_DIM).unbind(1)
+        out = knn_attention(q, k, v, *args, bucketing="official", backend=backend)
+        x = tokens[group] + attn.to_out(out.reshape(N, out.shape[1], EMBED))  # [N, 9, 128]
+        x = x + ff(norm2(x))
+        h = norm3(x)
+        q0 = center.to_q(h[:, 0]).view(N, HEADS, HEAD_DIM)
+        k, v = center.to_kv(h).view(N, h.shape[1], 2, HEADS, HEAD_DIM).unbind(2)
+        x = x[:, 0] + center.to_out(group_attention(q0, k, v, *args, bucketing="official",
+                                                    backend=backend).reshape(N, EMBED))
+        return x + ff1(norm4(x))
+
+
+class ROIHead(nn.Module):
+    """forward(rois[N, 4, 8, 8], tiles[N, 3], nbr[N, 8] int32, table, backend=None) -> [N, 16, 8, 8].
+    In eval mode the BatchNorms are folded into the convolutions, except for backend="torch"
+    (the authors' computation)."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = PatchEncoder()
+        self.decoder = PatchDecoder()
+        self.enc_head = nn.Linear(64, EMBED)
+        self.transformer = CrossRegionTransformer()
+        self.dec_head = nn.Linear(EMBED, 64)
+
+    def forward(self, rois, tiles, nbr, table, backend=None):
+        fold = not self.training and backend != "torch"
+        skips = []
+        x = rois
+        for blocks in self.encoder.down_blocks:
+            x = _run(blocks, x, fold)
+            skips.append(x)
+        token = self.transformer(self.enc_head(x.mean((2, 3))), tiles, nbr, table, backend)
+        x = x + self.dec_head(token)[:, :, None, None]
+        for i, blocks in enumerate(self.decoder.up_blocks):
+            x = _run(blocks, x if i == 0 else torch.cat([x, skips[-1 - i]], 1), fold)
+        return x
+
+
+def _run(blocks, x, fold):
+    for block in blocks:
+        x = block(x, fold)
+    return x
+
+
+def official_neighbours(nbr: torch.Tensor) -> torch.Tensor:
+    """The authors' neighbour lists from knn_tiles' (k nearest others, -1 where fewer): a cell of
+    an image with n <= k selected cells gets its n - 1 others nearest first, then itself, that
+    list repeated to length k (the authors' topk over n cells with self at distance 1e6). int64."""
+    N, k = nbr.shape
+    found = (nbr >= 0).sum(1, keepdim=True)
+    length = torch.where(found < k, found + 1, k + 1)
+    slot = torch.arange(k, device=nbr.device) % length
+    picked = nbr.long().gather(1, slot.clamp(max=k - 1))
+    return torch.where(slot < found, picked, torch.arange(N, device=nbr.device)[:, None])
