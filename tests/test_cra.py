@@ -101,3 +101,14 @@ def test_the_official_file_loads_through_the_command_line(official_file, expecte
                  "--out", str(tmp_path / "out")]) == 0
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written and all("astronaut" in name for name in written)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_case_b_on_cuda(official_file, expected):
+    model = load_model("cra", weights=official_file, tile_capacity=256).eval().cuda()
+    with torch.no_grad():
+        out = model(expected["image"].cuda(), trimap=expected["B_overwrite_lowres_trimap"].cuda(), aux=True)
+    # cuDNN may run the convolutions in TF32: a looser bound than on the CPU
+    assert (out["alpha"].cpu() - expected["B_highres_matte"]).abs().max().item() <= 5e-3
+    assert (out["refined"][:189].cpu() - expected["B_roi_matte"]).abs().max().item() <= 5e-3

@@ -159,6 +159,14 @@ def test_resize_is_skimages(size, to):
     np.testing.assert_allclose(got, want, atol=1e-9)
 
 
+def test_resize_equals_skimage_itself():
+    transform = pytest.importorskip("skimage.transform")
+    image = np.random.default_rng(1).random((90, 140, 3))
+    for to in ((64, 128), (200, 141)):
+        got = resize(torch.from_numpy(image).permute(2, 0, 1)[None], to)[0].permute(1, 2, 0).numpy()
+        np.testing.assert_allclose(got, transform.resize(image, to), atol=1e-9)
+
+
 def test_predict_follows_the_authors_benchmark_sizes():
     model = tiny()
     image = torch.rand(1, 3, 300, 270)
@@ -236,3 +244,25 @@ def test_half_precision_follows_float32():
         low = model.to(torch.bfloat16)(image.bfloat16(), trimap.bfloat16())["alpha"]
     assert low.dtype == torch.bfloat16
     assert (low.float() - reference).abs().mean() < 2e-2
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_forward_equals_the_eager_twin_replays_as_a_graph_and_runs_in_half():
+    from fastmatte.matter import capture_graph
+
+    model = tiny(tile_capacity=96).cuda()
+    image, trimap = torch.rand(1, 3, 128, 256, device="cuda"), band(128, 256).cuda()
+    with torch.no_grad():
+        fused = model(image, trimap, aux=True)
+        eager = model(image, trimap, aux=True, backend="torch")
+        count = int(fused["selection"].count)
+        assert 0 < count <= 96
+        torch.testing.assert_close(fused["alpha"], eager["alpha"], atol=2e-3, rtol=0)
+        torch.testing.assert_close(fused["refined"][:count], eager["refined"][:count], atol=2e-3, rtol=0)
+        graph, out = capture_graph(lambda: model(image, trimap))
+        image.copy_(torch.rand_like(image))
+        graph.replay()
+        torch.testing.assert_close(out["alpha"], model(image, trimap)["alpha"], atol=1e-5, rtol=0)
+        half = model.half()(image.half(), trimap.half())["alpha"]
+    assert (half.float() - model.float()(image, trimap)["alpha"]).abs().mean() < 2e-2

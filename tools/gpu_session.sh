@@ -52,7 +52,7 @@ OP_TESTS=(tests/test_select_tiles.py tests/test_gather_tiles.py tests/test_scatt
           tests/test_group_attention.py tests/test_window_attention.py tests/test_gated_conv.py
           tests/test_trimap_fusion.py tests/test_guided_upsample.py tests/test_ibnorm.py tests/test_resize_concat.py
           tests/test_area_resize.py tests/test_metrics_ops.py tests/test_metrics.py)
-MODEL_TESTS=(tests/test_cra.py tests/test_swin.py tests/test_matter.py tests/test_model_bench.py
+MODEL_TESTS=(tests/test_cra.py tests/test_cra_model.py tests/test_swin.py tests/test_matter.py tests/test_model_bench.py
              tests/test_cross_region_attention.py tests/test_rvm.py tests/test_matter_video.py
              tests/test_modnet.py tests/test_modnet_training.py tests/test_ppmatting.py
              tests/test_ppmattingv2.py tests/test_ppmatting_training.py)

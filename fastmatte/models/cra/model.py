@@ -48,7 +48,8 @@ class CRAMatting(nn.Module):
     Returns {"alpha" [B, 1, H, W], "selection" (fastmatte.TileSelection)}; with aux=True also
     "seg_logits" and "trimap_logits" (lists, strides 32, 16, 8, on the padded grid), "seg"
     [B, 1, Hp/8, Wp/8] and "trimap" [B, 3, Hp/8, Wp/8] (probabilities), "refined" [n, 1, 8, 8]
-    (the refined cells in selection order; on the CPU n = count, elsewhere the capacity).
+    (the refined cells in selection order; n = count on the CPU and for the eager twin, the
+    capacity for the fused model on a GPU and under torch.compile).
     """
 
     def __init__(self, embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), patch_size=16,
@@ -105,7 +106,7 @@ class CRAMatting(nn.Module):
 
         chooser = probabilities.detach() if trimap is None else trimap
         selection = select_tiles(chooser, self.capacity(B, *grid), backend=backend)
-        rows = _selected_rows(selection, padded)
+        rows = _selected_rows(selection, padded, backend)
         rois = gather_tiles(padded, seg, rows.tiles, rows.count, CELL, backend=backend)
         nearest = knn_tiles(rows.tiles, rows.count, NEIGHBOURS, rows.tile_map, backend=backend)
         nbr = official_neighbours(nearest)
@@ -132,13 +133,14 @@ class CRAMatting(nn.Module):
         return resize(alpha, (H, W)).clamp(0, 1) if size != (H, W) else alpha
 
 
-def _selected_rows(selection, image):
+def _selected_rows(selection, image, backend):
     """The selection the region head runs on. On the CPU it is cut to its `count` rows (reading
-    the count costs nothing there, and the default capacity is the whole grid). Elsewhere it is
-    left at its fixed capacity: on a GPU that keeps the forward free of host syncs and capturable
-    in a CUDA graph, and under torch.compile it keeps the graph whole. The output is the same
-    either way: rows past count are ignored."""
-    if image.device.type != "cpu" or torch.compiler.is_compiling():
+    the count costs nothing there, and the default capacity is the whole grid), and so it is for
+    the eager twin everywhere (the authors' nonzero gives exactly the selected cells). The fused
+    model on a GPU keeps the fixed capacity: no host syncs, capturable in a CUDA graph; under
+    torch.compile the graph stays whole. The output is the same either way: rows past count are
+    ignored."""
+    if torch.compiler.is_compiling() or (image.device.type != "cpu" and backend != "torch"):
         return selection
     return selection._replace(tiles=selection.tiles[:int(selection.count)])
 
