@@ -24,6 +24,8 @@ from torch import nn
 
 from fastmatte.models.backbones.swin import PatchEmbed, _init_weights
 from fastmatte.models.backbones.swin_blocks import PatchMerging, SwinBlock
+from fastmatte.models.dense import dense
+from fastmatte.ops import window_attention
 from fastmatte.reference.window_attention import window_relative_index
 
 WINDOW = 7
@@ -95,16 +97,30 @@ class CRAStage(nn.Module):
             plain = shift_labels(H, W, 0, (pad_h, pad_w), device=x.device)
         for j, block in enumerate(self.blocks):
             s = shift if j % 2 else 0
-            h = block.norm1(x)
+            attn, h = block.attn, block.norm1(x)
             if padded:
-                bias = padded_bias(block.attn.relative_position_bias_table, self.relative_position_index,
+                bias = padded_bias(attn.relative_position_bias_table, self.relative_position_index,
                                    labels if s else plain)
-                h = _padded_attention(block.attn, h, s, pad_h, pad_w, bias, backend)
+                h = _padded_attention(attn, h, s, pad_h, pad_w, bias, backend)
+            elif backend == "torch":
+                h = attn(h, (WINDOW, WINDOW), (s, s), backend)
             else:
-                h = block.attn(h, (WINDOW, WINDOW), (s, s), backend)
+                h = window_attention(dense(attn.qkv, h), attn.relative_position_bias_table, WINDOW,
+                                     (WINDOW, WINDOW), (s, s), backend=backend)
+                h = dense(attn.proj, h)
             x = x + h
-            x = x + block.mlp(block.norm2(x))
-        return x, (self.downsample(x) if self.downsample is not None else None)
+            mlp = block.mlp
+            x = x + dense(mlp.fc2, F.gelu(dense(mlp.fc1, block.norm2(x), backend)), backend)
+        if self.downsample is None:
+            return x, None
+        return x, _merge(self.downsample, x, backend)
+
+
+def _merge(merging, x, backend):
+    """PatchMerging's forward (2x2 tokens concatenated, LayerNorm, reduction) with `dense`."""
+    B, H, W, C = x.shape
+    x = x.reshape(B, H // 2, 2, W // 2, 2, C).permute(0, 1, 3, 4, 2, 5).reshape(B, H // 2, W // 2, 4 * C)
+    return dense(merging.reduction, merging.norm(x), backend)
 
 
 def _padded_attention(attn, h, shift, pad_h, pad_w, bias, backend):
@@ -115,20 +131,22 @@ def _padded_attention(attn, h, shift, pad_h, pad_w, bias, backend):
     h = F.pad(h, (0, 0, *pad_w, *pad_h))
     Hp, Wp = h.shape[1], h.shape[2]
     heads = attn.relative_position_bias_table.shape[1]
-    qkv = windowed(attn.qkv(h)).reshape(-1, WINDOW * WINDOW, 3, heads, C // heads).permute(2, 0, 3, 1, 4)
+    qkv = windowed(dense(attn.qkv, h, backend))
+    qkv = qkv.reshape(-1, WINDOW * WINDOW, 3, heads, C // heads).permute(2, 0, 3, 1, 4)
     q, k, v = qkv[0], qkv[1], qkv[2]  # [B * nW, heads, N, D]
     nW = bias.shape[0]
-    if backend == "torch":  # the official computation
+    if backend == "torch":  # the official computation: the projection on the padded windows
         scores = (q * (C // heads) ** -0.5) @ k.transpose(-2, -1)
         scores = scores.view(B, nW, heads, *scores.shape[-2:]) + bias[None]
         out = scores.view(B * nW, heads, *scores.shape[-2:]).softmax(-1) @ v
+        out = attn.proj(out.transpose(1, 2).reshape(-1, WINDOW * WINDOW, C))
     else:
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.repeat(B, 1, 1, 1))
-    out = unwindowed(out.transpose(1, 2).reshape(-1, WINDOW * WINDOW, C), B, Hp, Wp)
-    out = out[:, pad_h[0]:pad_h[0] + H, pad_w[0]:pad_w[0] + W]
+        out = out.transpose(1, 2).reshape(-1, WINDOW * WINDOW, C)
+    out = unwindowed(out, B, Hp, Wp)[:, pad_h[0]:pad_h[0] + H, pad_w[0]:pad_w[0] + W]
     if shift:
         out = torch.roll(out, (shift, shift), (1, 2))
-    return attn.proj(out)
+    return out if backend == "torch" else dense(attn.proj, out)
 
 
 class CRAEncoder(nn.Module):
@@ -151,7 +169,14 @@ class CRAEncoder(nn.Module):
         self.apply(_init_weights)
 
     def forward(self, image, backend=None):
-        x = self.patch_embed((image - self.mean) / self.std)
+        if backend == "torch":
+            x = self.patch_embed((image - self.mean) / self.std)
+        else:  # the normalization folded into the patch kernel: no full-resolution passes
+            proj, scale = self.patch_embed.proj, 1 / self.std.view(1, 3, 1, 1)
+            weight = proj.weight * scale
+            bias = proj.bias - (weight * self.mean.view(1, 3, 1, 1)).sum((1, 2, 3))
+            x = F.conv2d(image, weight, bias, stride=proj.stride)
+            x = self.patch_embed.norm(x.permute(0, 2, 3, 1))
         features = []
         for stage in self.layers:
             out, x = stage(x, backend)

@@ -6,7 +6,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastmatte.models.cra.decoder import SLOPE
+from fastmatte.models.dense import dense
 from fastmatte.ops import group_attention, knn_attention
+from fastmatte.reference.relative_position import relative_position_index
 
 EPS = 1e-3  # the authors' BatchNorm eps (and momentum 0.99, in PyTorch's sense)
 HEADS, HEAD_DIM, EMBED = 8, 16, 128
@@ -91,6 +93,10 @@ class FeedForward(nn.Module):
     def forward(self, x):
         return self.net(x)
 
+    def fused(self, x):
+        """forward through fastmatte.models.dense.linear (its Dropouts are 0)."""
+        return dense(self.net[3], F.gelu(dense(self.net[0], x)))
+
 
 class CrossRegionTransformer(nn.Module):
     """Two pre-norm layers over the groups [cell, 8 neighbours].
@@ -108,20 +114,48 @@ class CrossRegionTransformer(nn.Module):
             nn.ModuleList([nn.LayerNorm(EMBED), CenterAttention(), nn.LayerNorm(EMBED), FeedForward()])])
 
     def forward(self, tokens, tiles, nbr, table, backend=None):
+        if backend == "torch":
+            return self._authors(tokens, tiles, nbr, table)
         (norm1, attn, norm2, ff), (norm3, center, norm4, ff1) = self.layers
         N = tokens.shape[0]
         group = torch.cat([torch.arange(N, device=nbr.device)[:, None], nbr.long()], 1)
         args = (tiles, nbr, table, SEARCH_RANGE)
-        q, k, v = attn.to_qkv(norm1(tokens)).view(N, 3, HEADS, HEAD_DIM).unbind(1)
+        q, k, v = dense(attn.to_qkv, norm1(tokens)).view(N, 3, HEADS, HEAD_DIM).unbind(1)
         out = knn_attention(q, k, v, *args, bucketing="official", backend=backend)
-        x = tokens[group] + attn.to_out(out.reshape(N, out.shape[1], EMBED))  # [N, 9, 128]
-        x = x + ff(norm2(x))
+        x = tokens[group] + dense(attn.to_out[0], out.reshape(N, out.shape[1], EMBED))  # [N, 9, 128]
+        x = x + ff.fused(norm2(x))
         h = norm3(x)
-        q0 = center.to_q(h[:, 0]).view(N, HEADS, HEAD_DIM)
-        k, v = center.to_kv(h).view(N, h.shape[1], 2, HEADS, HEAD_DIM).unbind(2)
-        x = x[:, 0] + center.to_out(group_attention(q0, k, v, *args, bucketing="official",
-                                                    backend=backend).reshape(N, EMBED))
-        return x + ff1(norm4(x))
+        q0 = dense(center.to_q, h[:, 0]).view(N, HEADS, HEAD_DIM)
+        k, v = dense(center.to_kv, h).view(N, h.shape[1], 2, HEADS, HEAD_DIM).unbind(2)
+        x = x[:, 0] + dense(center.to_out[0], group_attention(q0, k, v, *args, bucketing="official",
+                                                              backend=backend).reshape(N, EMBED))
+        return x + ff1.fused(norm4(x))
+
+    def _authors(self, tokens, tiles, nbr, table):
+        """The authors' computation (the eager twin): each group's embeddings gathered first,
+        then normalized and projected ([N, 9, 128] through every layer), with the dense bias
+        table[bucket] of [N, heads, 9, 9]."""
+        (norm1, attn, norm2, ff), (norm3, center, norm4, ff1) = self.layers
+        N = tokens.shape[0]
+        group = torch.cat([torch.arange(N, device=nbr.device)[:, None], nbr.long()], 1)
+        x = tokens[group]
+        pos = tiles[group][..., 1:]
+        bias = table[relative_position_index(pos[:, :, None], pos[:, None, :], SEARCH_RANGE, "official")]
+        bias = bias.permute(0, 3, 1, 2)  # [N, heads, query, key]
+
+        def heads(t):
+            return t.reshape(N, -1, HEADS, HEAD_DIM).transpose(1, 2)
+
+        def attend(q, k, v, bias):
+            scores = heads(q) @ heads(k).transpose(-2, -1) * HEAD_DIM ** -0.5 + bias
+            return (scores.softmax(-1) @ heads(v)).transpose(1, 2).reshape(N, -1, HEADS * HEAD_DIM)
+
+        x = attn.to_out(attend(*attn.to_qkv(norm1(x)).chunk(3, -1), bias)) + x
+        x = ff(norm2(x)) + x
+        h = norm3(x)
+        query, keys = center.to_q(h[:, :1]), center.to_kv(h).chunk(2, -1)
+        x = center.to_out(attend(query, *keys, bias[:, :, :1])) + x[:, :1]
+        return (ff1(norm4(x)) + x)[:, 0]
 
 
 class ROIHead(nn.Module):
@@ -141,11 +175,15 @@ class ROIHead(nn.Module):
         fold = not self.training and backend != "torch"
         skips = []
         x = rois
+        if backend != "torch" and rois.device.type == "cpu":
+            # oneDNN runs these small convolutions about 2.5x faster on channels-last maps
+            # (HD, 2781 cells, 2 cores: 164 -> 65 ms); the authors' computation stays NCHW
+            x = x.contiguous(memory_format=torch.channels_last)
         for blocks in self.encoder.down_blocks:
             x = _run(blocks, x, fold)
             skips.append(x)
-        token = self.transformer(self.enc_head(x.mean((2, 3))), tiles, nbr, table, backend)
-        x = x + self.dec_head(token)[:, :, None, None]
+        token = self.transformer(dense(self.enc_head, x.mean((2, 3)), backend), tiles, nbr, table, backend)
+        x = x + dense(self.dec_head, token, backend)[:, :, None, None]
         for i, blocks in enumerate(self.decoder.up_blocks):
             x = _run(blocks, x if i == 0 else torch.cat([x, skips[-1 - i]], 1), fold)
         return x
