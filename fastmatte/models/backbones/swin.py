@@ -117,7 +117,7 @@ class SwinTransformer(nn.Module):
                                          rates[first:first + depth], downsample=i < len(depths) - 1))
         for i, dim in enumerate(self.out_channels):
             self.add_module(f"norm{i}", nn.LayerNorm(dim))
-        self.apply(_init_weights)
+        self.apply(init_swin_weights)
 
     def forward(self, x, backend=None):
         check_backend("SwinTransformer", backend)
@@ -132,7 +132,7 @@ class SwinTransformer(nn.Module):
         return features
 
 
-def _init_weights(module):
+def init_swin_weights(module):
     # The official initialisation: truncated-normal Linear weights, zero biases, unit LayerNorms.
     if isinstance(module, nn.Linear):
         nn.init.trunc_normal_(module.weight, std=0.02)

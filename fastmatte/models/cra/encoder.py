@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastmatte.models.backbones.swin import PatchEmbed, _init_weights
+from fastmatte.models.backbones.swin import PatchEmbed, init_swin_weights
 from fastmatte.models.backbones.swin_blocks import PatchMerging, SwinBlock
 from fastmatte.models.dense import dense
 from fastmatte.ops import window_attention
@@ -166,7 +166,7 @@ class CRAEncoder(nn.Module):
         self.out_channels = [embed_dim * 2 ** i for i in range(len(depths))]
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
-        self.apply(_init_weights)
+        self.apply(init_swin_weights)
 
     def forward(self, image, backend=None):
         if backend == "torch":
