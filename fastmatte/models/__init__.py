@@ -1,8 +1,9 @@
 """The model zoo: every model loads its authors' released checkpoints (registry.py, weights.py),
 each in its own module or package, over shared backbones (backbones/)."""
-from fastmatte.models import cra, modnet, ppmatting, ppmattingv2, rvm
+from fastmatte.models import cra, e2ehim, modnet, ppmatting, ppmattingv2, rvm
 from fastmatte.models.backbones import load_backbone_weights
 from fastmatte.models.cra import CRAMatting
+from fastmatte.models.e2ehim import E2EHIM
 from fastmatte.models.registry import (MODELS, Conversion, ModelEntry, build_model, default_weights,
                                        load_model, read_weights)
 from fastmatte.models.modnet import MODNet
@@ -17,6 +18,12 @@ MODELS["cra"] = ModelEntry(
             "unknown 1/8 cell refined with cross-region attention",
     configurations={"official": {}, "tiny": cra.TINY},
     formats=("the authors' Trainer checkpoints (.pth: mat_model, discriminator, global_step)", "safetensors"))
+MODELS["e2ehim"] = ModelEntry(
+    build=E2EHIM, convert_official=e2ehim.convert_official,
+    summary="E2E-HIM (Liu et al., aipixel): end-to-end human instance matting, Swin-T, 20 instance queries "
+            "generating per-instance kernels; alpha, trimap and presence per query",
+    configurations={"swintiny": {}},
+    formats=("aipixel/E2E-HIM's swintiny.ckpt (flat state dict)", "safetensors"))
 MODELS["modnet"] = ModelEntry(
     build=MODNet, convert_official=modnet.convert_official,
     summary="MODNet (Ke et al., AAAI 2022): trimap-free portrait matting, MobileNetV2, three branches",
@@ -42,6 +49,6 @@ MODELS["rvm"] = ModelEntry(
              "converts it)", "safetensors", "PyTorch state dict of fastmatte's RVM"),
     default_weights=rvm.default_weights)
 
-__all__ = ["CRAMatting", "Conversion", "MODELS", "MODNet", "ModelEntry", "PPMatting", "PPMattingV2", "RVM",
-           "WeightsError", "build_model", "default_weights", "load_backbone_weights", "load_model",
+__all__ = ["CRAMatting", "Conversion", "E2EHIM", "MODELS", "MODNet", "ModelEntry", "PPMatting", "PPMattingV2",
+           "RVM", "WeightsError", "build_model", "default_weights", "load_backbone_weights", "load_model",
            "load_weights", "read_state_dict", "read_weights"]
