@@ -175,7 +175,8 @@ class E2EHIM(nn.Module):
         pixels = (image.detach() * 255).round().clamp(0, 255).to(torch.uint8)
         pixels = pixels.permute(0, 2, 3, 1).cpu().numpy()
         resized = [cv2.resize(p, (SIZE, SIZE), interpolation=cv2.INTER_LANCZOS4) for p in pixels]
-        net = torch.from_numpy(np.stack(resized)).permute(0, 3, 1, 2).to(image.device, image.dtype) / 255
+        net = torch.from_numpy(np.stack(resized)).permute(0, 3, 1, 2).contiguous()  # NCHW, as officially
+        net = net.to(image.device, image.dtype) / 255
         out = self.run(net, backend)
         results = []
         for b in range(image.shape[0]):
