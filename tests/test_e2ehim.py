@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fastmatte.cli import main
 from fastmatte.models import E2EHIM, WeightsError, load_model, read_state_dict
 from fastmatte.models.e2ehim import convert_official
 from oracle_weights import load_manifest, write_checkpoint
@@ -94,6 +95,15 @@ def test_a_missing_tensor_is_named(release, tmp_path):
     torch.save(state, tmp_path / "broken.ckpt")
     with pytest.raises(WeightsError, match=r"broken\.ckpt.*missing.*globalfc2\.layers\.2\.bias"):
         load_model("e2ehim", weights=tmp_path / "broken.ckpt")
+
+
+def test_a_converted_file_loads_back(release, tmp_path):
+    """`fastmatte convert` writes fastmatte's own safetensors, which loads to the same tensors."""
+    path, model, _ = release
+    out = tmp_path / "e2ehim.safetensors"
+    assert main(["convert", "e2ehim", str(path), str(out)]) == 0
+    again = load_model("e2ehim", weights=out).state_dict()
+    assert all(torch.equal(again[k], v) for k, v in model.state_dict().items())
 
 
 def official_instances(out, height, width):

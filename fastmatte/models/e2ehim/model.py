@@ -102,14 +102,14 @@ class E2EHIM(nn.Module):
                                 nn.Identity())
 
     def forward(self, image, backend=None):
-        out = self.run(image, backend)
+        out = self.forward_coarse(image, backend)
         batch, queries, _, height, width = out["trimap8"].shape
         trimap = _up(out.pop("trimap8").flatten(1, 2), 8).view(batch, queries, 3, height * 8, width * 8)
         return {**out, "trimap": trimap}
 
-    def run(self, image, backend=None):
-        """forward, but "trimap8" [B, N, 3, H/8, W/8], the logits before the x8 upsampling, for
-        "trimap"."""
+    def forward_coarse(self, image, backend=None):
+        """forward, but with "trimap8" [B, N, 3, H/8, W/8], the trimap logits before their x8
+        upsampling, in place of "trimap" (predict needs no full-resolution logits)."""
         check_backend(NAME, backend)
         check_image(NAME, image, self.mean)
         check_network_size(NAME, image, 32)
@@ -143,7 +143,7 @@ class E2EHIM(nn.Module):
         p32 = self.c32b(self.pam(m32, fused))
         m16 = _up(self.c16u(torch.cat([m16, _up(p32), x16], 1)))
         t8 = self.c8(torch.cat([m16, x8, m8], 1))
-        batch, queries = persel.shape[:2]
+        queries = persel.shape[1]
         rows = ko[..., :768].unflatten(-1, (3, 256))
         trimap8 = dynamic_conv(self.c8d3(t8), rows, ko[..., 768:771], fused)
         a = _up(self.c4(torch.cat([_up(t8), x4, x4a], 1)))
@@ -177,7 +177,7 @@ class E2EHIM(nn.Module):
         resized = [cv2.resize(p, (SIZE, SIZE), interpolation=cv2.INTER_LANCZOS4) for p in pixels]
         net = torch.from_numpy(np.stack(resized)).permute(0, 3, 1, 2).contiguous()  # NCHW, as officially
         net = net.to(image.device, image.dtype) / 255
-        out = self.run(net, backend)
+        out = self.forward_coarse(net, backend)
         results = []
         for b in range(image.shape[0]):
             keep = out["presence"][b, :, 1] > out["presence"][b, :, 0]

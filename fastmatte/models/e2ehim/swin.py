@@ -13,7 +13,7 @@ from torch import nn
 
 from fastmatte.models.backbones.swin_blocks import PatchMerging, SwinBlock, drop_path
 from fastmatte.ops import window_attention
-from fastmatte.reference.window_attention import window_relative_index
+from fastmatte.reference.window_attention import padded_size, window_relative_index
 
 DEPTHS = (2, 2, 6, 2)
 HEADS = (3, 6, 12, 24)
@@ -60,8 +60,8 @@ class PaddedSwinBlock(SwinBlock):
     def forward(self, x, shift, backend=None, mask=None):
         height, width = x.shape[1:3]
         window = self.attn.window
-        pad_h, pad_w = -height % window, -width % window
-        h = F.pad(self.norm1(x), (0, 0, 0, pad_w, 0, pad_h))
+        hp, wp = padded_size(height, width, (window, window))
+        h = F.pad(self.norm1(x), (0, 0, 0, wp - width, 0, hp - height))
         if backend == "torch":
             h = self._official_attention(h, shift, mask)
         else:
@@ -117,8 +117,8 @@ class Stage(nn.Module):
     def forward(self, x, backend):
         mask = None
         if backend == "torch":  # the official stage makes its mask once for its blocks
-            mask = shift_mask(x.shape[1] + -x.shape[1] % WINDOW, x.shape[2] + -x.shape[2] % WINDOW,
-                              WINDOW, WINDOW // 2, x.device)
+            mask = shift_mask(*padded_size(x.shape[1], x.shape[2], (WINDOW, WINDOW)), WINDOW, WINDOW // 2,
+                              x.device)
         for i, block in enumerate(self.blocks):
             x = block(x, WINDOW // 2 if i % 2 else 0, backend, mask)
         return x, (self.downsample(x) if self.downsample is not None else None)
