@@ -52,6 +52,8 @@ class E2EHIM(nn.Module):
         the eager twin), or a backend of the ops ("cpu", "triton").
     """
 
+    instances = True  # predict gives each image's instances (fastmatte.Matter's instance models)
+
     def __init__(self, num_queries: int = 20):
         super().__init__()
         self.maxp = num_queries
