@@ -1,7 +1,8 @@
 """Matter: a matting model ready for pipelines. uint8 frames in, alpha (or a composite, or the
 foreground) out, with the GPU kept busy: pinned-memory uploads, CUDA graphs per frame shape, and
 no waiting on the GPU except for the result the caller asks for on the host. A recurrent model
-(a video model such as RVM) carries its state from each frame to the next."""
+(a video model such as RVM) carries its state from each frame to the next; an instance model
+(such as E2E-HIM) gives a list of per-instance mattes per frame."""
 import contextlib
 import inspect
 import warnings
@@ -26,7 +27,8 @@ class RandomWeightsWarning(UserWarning):
 class Outputs(NamedTuple):
     """What Matter.outputs gives for one frame, all from one run of the model.
 
-    alpha: NumPy uint8 round(255 alpha), [H, W] ([B, H, W] for a BCHW frame).
+    alpha: NumPy uint8 round(255 alpha), [H, W] ([B, H, W] for a BCHW frame); for an instance
+      model, as Matter.alpha_uint8 gives it: a list.
     composite: as Matter.composite gives it, or None when no background was asked for.
     foreground: NumPy uint8 RGBA [H, W, 4] ([B, H, W, 4] for BCHW): round(255 fg) and, in the
       4th channel, the alpha above (straight, not premultiplied); None when not asked for.
@@ -49,7 +51,8 @@ class _Graph:
 @dataclass
 class _Run:
     """One run of the model on a frame: alpha [B, 1, H, W] and foreground [B, 3, H, W] (or None) on
-    the device in the model's dtype (a graph's static outputs: read them before the next run),
+    the device in the model's dtype (a graph's static outputs: read them before the next run); for
+    an instance model, alpha is a list of B tensors [n_i, H, W] (eager outputs) instead,
     the frame on the device as given, its layout, the frame itself, and the composite's
     background (float32 0..255, broadcastable to [B, 3, H, W] on the device) when one was asked for."""
     alpha: torch.Tensor
@@ -71,7 +74,10 @@ class Matter:
       Frames of a per-frame model go through its predict: its official inference recipe. A
       model whose class says `recurrent = True` (a video model such as RVM) is called as
       model(image, state=..., **call_options) -> {"alpha", "foreground", "state"} instead, with
-      the state of the previous frame (below).
+      the state of the previous frame (below). A model whose class says `instances = True` (an
+      instance matting model such as E2E-HIM) has predict(image) -> a list of B tensors
+      [n_i, H, W] in [0, 1], the mattes of the n_i instances present in image i (n_i may be 0),
+      in the model's order; its results are lists (below). Instance models are not recurrent.
     weights: a local checkpoint file. With a model name it is read by
       fastmatte.models.load_model: any format fastmatte reads (safetensors, PyTorch files read
       with weights_only=True, PaddlePaddle .pdparams, ONNX), official layouts converted, loaded
@@ -89,7 +95,8 @@ class Matter:
       shape runs eagerly, so a folder of differently sized photos costs no captures. A
       recurrent model's graph reads its state from static buffers: the state is copied into
       them (on the GPU, in stream order) before each replay, and the new state is the graph's
-      output, fed to the next frame.
+      output, fed to the next frame. Instance models always run eagerly (no graph): their
+      instance count is data-dependent and read on the host.
     call_options: keyword arguments for every call of the model (its predict, or a recurrent
       model's forward), e.g. {"downsample_ratio": 0.25} for RVM at HD (without it the model
       picks its own). Build arguments go in `config`; these are the per-call settings a model's
@@ -126,6 +133,14 @@ class Matter:
       alpha_and_composite(frame, background): both of the last two from one run of the model.
       outputs(frame, background=None, foreground=False): Outputs(alpha uint8, composite,
         RGBA foreground) from one run of the model: what a video pipeline writes per frame.
+    Instance models (`instances` is True) give, in the model's instance order:
+      matter(frame): a list of float32 [H, W] mattes in [0, 1] (NumPy for a NumPy frame, tensors
+        on the frame's device for HWC/CHW); for BCHW, a list per image of [n_i, H, W] tensors.
+      alpha_uint8(frame): a list of uint8 [H, W] arrays (BCHW: a list per image of [n_i, H, W]).
+      alpha_tensor(frame): a list per image of [n_i, H, W] tensors on `device`, model dtype.
+      composite, alpha_and_composite, outputs: composited with the union matte, the per-pixel
+        max over the instances (0, the background alone, where there is none).
+      foreground: ValueError, as for every model that predicts none.
     """
 
     def __init__(self, model="cra", weights=None, device="cpu", precision="fp32", cuda_graph=True,
@@ -160,9 +175,14 @@ class Matter:
                 "though its speed is that of the trained model"), stacklevel=2)
         self.model = module.to(self.device, self.dtype).eval().requires_grad_(False)
         self.recurrent = getattr(type(module), "recurrent", False) is True
+        self.instances = getattr(type(module), "instances", False) is True
+        if self.recurrent and self.instances:
+            raise ValueError(f"Matter: {type(module).__name__} says both recurrent and instances; an "
+                             "instance model cannot be recurrent")
         self.predicts_foreground = self.recurrent  # a recurrent model's forward gives "foreground"
         self.call_options = _call_options(module, self.recurrent, call_options)
-        self.cuda_graph = bool(cuda_graph) and self.device.type == "cuda"
+        # Instance models run eagerly: their outputs' sizes depend on the data.
+        self.cuda_graph = bool(cuda_graph) and self.device.type == "cuda" and not self.instances
         self._graphs = OrderedDict()  # frame key -> _Graph, or None where capture failed
         self._seen = set()  # frame keys run once (eagerly)
         self._staging = OrderedDict()  # (shape, dtype) -> [[pinned buffer, upload event or None], ...]
@@ -176,6 +196,11 @@ class Matter:
     @torch.no_grad()
     def __call__(self, frame):
         run = self._run(frame)
+        if self.instances:
+            if isinstance(run.like, np.ndarray):
+                return list(run.alpha[0].float().cpu().numpy())
+            mattes = [a.to(run.like.device, torch.float32, copy=True) for a in run.alpha]
+            return mattes if run.layout == "bchw" else list(mattes[0])
         if isinstance(run.like, np.ndarray):
             return run.alpha[0, 0].float().cpu().numpy()
         # A copy: never a graph's output, which the next replay overwrites.
@@ -185,11 +210,12 @@ class Matter:
     @torch.no_grad()
     def alpha_uint8(self, frame) -> np.ndarray:
         run = self._run(frame)
-        return _uint8(run.alpha, run.layout)
+        return _uint8(run.alpha, run.layout, self.instances)
 
     @torch.no_grad()
     def alpha_tensor(self, frame) -> torch.Tensor:
-        return self._run(frame).alpha.clone()
+        alpha = self._run(frame).alpha
+        return [a.clone() for a in alpha] if self.instances else alpha.clone()
 
     @torch.no_grad()
     def foreground(self, frame):
@@ -200,14 +226,15 @@ class Matter:
     @torch.no_grad()
     def composite(self, frame, background=(0, 255, 0)):
         """background: an (r, g, b) colour of ints 0..255, or a uint8 RGB [H, W, 3] image (NumPy
-        or tensor) of the frame's size."""
+        or tensor) of the frame's size. An instance model's frame is composited with the union
+        matte: the per-pixel max over its instances (the background alone where there is none)."""
         return self._composite(self._run(frame, background))
 
     @torch.no_grad()
     def alpha_and_composite(self, frame, background=(0, 255, 0)):
         """(alpha_uint8(frame), composite(frame, background)) from one run of the model."""
         run = self._run(frame, background)
-        return _uint8(run.alpha, run.layout), self._composite(run)
+        return _uint8(run.alpha, run.layout, self.instances), self._composite(run)
 
     @torch.no_grad()
     def outputs(self, frame, background=None, foreground: bool = False) -> Outputs:
@@ -217,7 +244,7 @@ class Matter:
         if foreground:
             self._check_foreground()
         run = self._run(frame, background)
-        alpha = _uint8(run.alpha, run.layout)
+        alpha = _uint8(run.alpha, run.layout, self.instances)
         composite = None if background is None else self._composite(run)
         rgba = None
         if foreground:
@@ -238,7 +265,7 @@ class Matter:
             fg = _bchw(run.x, run.layout).float()
             if run.x.dtype != torch.uint8:
                 fg = fg * 255
-        alpha = run.alpha.float()
+        alpha = _union(run.alpha, _bchw(run.x, run.layout).shape) if self.instances else run.alpha.float()
         out = (alpha * fg + (1 - alpha) * run.background).round_().clamp_(0, 255).to(torch.uint8)
         return _like_frame(out, run.layout, run.like)
 
@@ -269,6 +296,9 @@ class Matter:
         """(alpha, foreground or None, the new state or None) of one run of the model on its input
         x [B, 3, H, W], from `state` (a recurrent model's; None: zero). Changes nothing in self,
         so that a CUDA graph can capture it."""
+        if self.instances:
+            mattes = self.model.predict(x, **self.call_options)
+            return _instance_mattes(self.name, mattes, x.shape), None, None
         if not self.recurrent:
             return self.model.predict(x, **self.call_options), None, None
         out = self.model(x, state=state, **self.call_options)
@@ -424,11 +454,37 @@ def _load_state(buffers, state):
             buffer.copy_(state[i])
 
 
-def _uint8(alpha, layout) -> np.ndarray:
+def _uint8(alpha, layout, instances=False) -> np.ndarray:
     """round(255 alpha) on the device (a quarter of the bytes to copy back), as NumPy [B, H, W]
-    for BCHW frames, [H, W] otherwise."""
+    for BCHW frames, [H, W] otherwise. An instance model's list of [n_i, H, W] gives a list of
+    [H, W] arrays (of [n_i, H, W] arrays, one per image, for BCHW frames)."""
+    if instances:
+        quantized = [(a.float() * 255).round_().to(torch.uint8).cpu().numpy() for a in alpha]
+        return quantized if layout == "bchw" else list(quantized[0])
     quantized = (alpha.float() * 255).round_().to(torch.uint8)[:, 0].cpu().numpy()
     return quantized if layout == "bchw" else quantized[0]
+
+
+def _instance_mattes(name, mattes, shape):
+    """An instance model's predict output checked against its input's `shape` [B, 3, H, W]: a
+    list (or tuple) of B tensors [n_i, H, W]; TypeError saying what came instead."""
+    b, _, h, w = shape
+    if not isinstance(mattes, (list, tuple)) or len(mattes) != b or not all(
+            torch.is_tensor(m) and m.ndim == 3 and tuple(m.shape[1:]) == (h, w) for m in mattes):
+        got = type(mattes).__name__
+        if isinstance(mattes, (list, tuple)):
+            got += f" of {[list(m.shape) if torch.is_tensor(m) else type(m).__name__ for m in mattes]}"
+        raise TypeError(f"Matter: the instance model {name}'s predict must return a list of {b} tensors "
+                        f"[n, {h}, {w}], got {got}")
+    return list(mattes)
+
+
+def _union(mattes, shape):
+    """The union matte of an instance model's [n_i, H, W] mattes (frame shape [B, 3, H, W]):
+    float32 [B, 1, H, W], the per-pixel max over each image's instances, 0 where it has none."""
+    h, w = shape[2:]
+    return torch.stack([m.float().amax(0) if m.shape[0] else m.new_zeros((h, w), dtype=torch.float32)
+                        for m in mattes]).unsqueeze(1)
 
 
 def _like_frame(out, layout, like):

@@ -5,7 +5,17 @@ image (no prediction, no ground truth, no trimap, an unreadable file, different 
 files of one name, values the metrics cannot read: a trimap value other than 0/128/255, float
 values outside 0..1) is recorded, naming the file, and the run goes on. The --csv and --json
 files are checked before anything is computed and written whole or not at all.
+
+--instances: both folders hold instance mattes named NAME_instance<k>_alpha.EXT (k = 1, 2, ...,
+as `fastmatte matte` writes them for an instance model), grouped per image NAME; the instances
+of each image are scored with fastmatte.metrics.instance_metrics (EMSE, EMAD, REC, ACC at each
+--iou-thresholds), whose one-to-one matching ignores the order k. An image with no instance on
+one side is known there by its NAME_instances.EXT file alone (the overview `fastmatte matte`
+writes; only its size is read); other files are ignored. The means are over the images where
+a score is a number; pooled REC and ACC are all matches over all ground-truth (predicted)
+instances.
 """
+import re
 import csv
 import json
 import math
@@ -14,11 +24,12 @@ import warnings
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from fastmatte import metrics
 from fastmatte.cli import usage_error
-from fastmatte.io import MATTE_SUFFIXES, UnreadableImage, read_matte
+from fastmatte.io import MATTE_SUFFIXES, UnreadableImage, read_image, read_matte
 from fastmatte.io.atomic import atomic_path, output_file_problem
 
 METRICS = {"sad": metrics.sad, "mse": metrics.mse, "mad": metrics.mad, "grad": metrics.grad_error,
@@ -27,6 +38,12 @@ METRICS = {"sad": metrics.sad, "mse": metrics.mse, "mad": metrics.mad, "grad": m
 FIXES = {"trimap values": "pass --snap-trimap to snap every value to the nearest of them (e.g. JPEG trimaps)",
          "0..255 floats": "save mattes as 8- or 16-bit images, or as float 0..1",
          "out of range": "float mattes are 0..1: clip them to [0, 1] when saving"}
+
+
+DEFAULT_METRICS = "sad,mse,grad,conn"
+INSTANCE_SCORES = ("emse", "emad", "rec", "acc", "matches")
+_INSTANCE_FILE = re.compile(r"(.+)_instance([1-9][0-9]*)_alpha")  # on the name without extension
+_OVERVIEW = "_instances"  # NAME_instances: the overview of an image, maybe with no instance
 
 
 class Evaluation(NamedTuple):
@@ -72,6 +89,117 @@ def match_files(pred_dir, gt_dir, trimap_dir=None):
                 files["trimap"] = trimaps[name]
             pairs.append((name, files))
     return pairs, problems
+
+
+def instance_files(folder: Path, problems: list) -> dict:
+    """{image NAME: {"mattes": [paths of NAME_instance<k>_alpha, by k], "overview": the path of
+    NAME_instances or None}} of the image files in `folder` (matte_files: duplicates reported)."""
+    images = {}
+    for stem, path in matte_files(folder, problems).items():
+        match = _INSTANCE_FILE.fullmatch(stem)
+        if match:
+            entry = images.setdefault(match.group(1), {"mattes": [], "overview": None})
+            entry["mattes"].append((int(match.group(2)), path))
+        elif stem.endswith(_OVERVIEW) and len(stem) > len(_OVERVIEW):
+            images.setdefault(stem[:-len(_OVERVIEW)], {"mattes": [], "overview": None})["overview"] = path
+    for entry in images.values():
+        entry["mattes"] = [path for _, path in sorted(entry["mattes"])]
+    return images
+
+
+def match_instance_files(pred_dir, gt_dir):
+    """([(name, {"pred": entry, "gt": entry})] (entries of instance_files) for every image NAME
+    on both sides, problems: one line per image found on one side only)."""
+    problems = []
+    preds = instance_files(Path(pred_dir), problems)
+    gts = instance_files(Path(gt_dir), problems)
+    some = lambda entry: (entry["mattes"] or [entry["overview"]])[0]  # noqa: E731
+    problems += [f"{some(preds[name])}: no ground-truth instances named {name!r} in {gt_dir}"
+                 for name in preds if name not in gts]
+    pairs = []
+    for name in gts:
+        if name not in preds:
+            problems.append(f"{some(gts[name])}: no predicted instances named {name!r} in {pred_dir}")
+        else:
+            pairs.append((name, {"pred": preds[name], "gt": gts[name]}))
+    return pairs, problems
+
+
+def instance_columns(thresholds) -> list:
+    """The per-image columns of an instance evaluation, besides "name"."""
+    scores = [f"{score}@{t:g}" for t in thresholds for score in INSTANCE_SCORES]
+    return ["pred_instances", "gt_instances"] + scores
+
+
+def evaluate_instances(pairs, thresholds=(0.5, 0.75), device="cpu", progress=None) -> Evaluation:
+    """metrics.instance_metrics of every (name, {"pred", "gt"}) pair of match_instance_files, each
+    matte read with fastmatte.io.read_matte; one row per image (instance_columns)."""
+    rows, problems = [], []
+    for name, sides in progress(pairs) if progress else pairs:
+        try:
+            stacks = {role: _instance_stack(name, entry) for role, entry in sides.items()}
+        except (UnreadableImage, _SizeError) as error:
+            problems.append(str(error))
+            continue
+        (_, ph, pw), (_, gh, gw) = stacks["pred"].shape, stacks["gt"].shape
+        if (ph, pw) != (gh, gw):
+            problems.append(f"{name}: sizes differ (predictions {ph}x{pw}, ground truths {gh}x{gw})")
+            continue
+        try:
+            scores = metrics.instance_metrics(torch.from_numpy(stacks["pred"]).to(device),
+                                              torch.from_numpy(stacks["gt"]).to(device), thresholds)
+        except ValueError as error:  # MetricInputError among them: values outside 0..1
+            problems.append(f"{name}: {error}")
+            continue
+        row = {"name": name, "pred_instances": len(stacks["pred"]), "gt_instances": len(stacks["gt"])}
+        for t in thresholds:
+            for score in INSTANCE_SCORES:
+                row[f"{score}@{t:g}"] = getattr(scores[t], score)
+        rows.append(row)
+    return Evaluation(rows, problems, 0)
+
+
+class _SizeError(ValueError):
+    pass
+
+
+def _instance_stack(name, entry):
+    """The mattes of one side of an image as one array [n, H, W] (uint8, or float32 0..1 when
+    any file is not 8-bit); [0, H, W] with the overview's size when there are none."""
+    if not entry["mattes"]:
+        h, w = read_image(entry["overview"]).shape[:2]
+        return np.zeros((0, h, w), np.uint8)
+    mattes = [read_matte(path) for path in entry["mattes"]]
+    if len({m.shape for m in mattes}) > 1:
+        raise _SizeError(f"{name}: instance mattes of different sizes (" + ", ".join(
+            f"{path.name} {m.shape[0]}x{m.shape[1]}" for path, m in zip(entry["mattes"], mattes)) + ")")
+    if any(m.dtype != np.uint8 for m in mattes):
+        mattes = [m.astype(np.float32) / 255 if m.dtype == np.uint8 else m for m in mattes]
+    return np.stack(mattes)
+
+
+def pooled(rows, thresholds) -> dict:
+    """{threshold: {"rec": all matches / all ground-truth instances, "acc": all matches / all
+    predicted instances (NaN where the total is 0), "matches", "pred_instances", "gt_instances"}}."""
+    n_pred, n_gt = sum(r["pred_instances"] for r in rows), sum(r["gt_instances"] for r in rows)
+    out = {}
+    for t in thresholds:
+        matches = sum(r[f"matches@{t:g}"] for r in rows)
+        out[t] = {"rec": matches / n_gt if n_gt else math.nan,
+                  "acc": matches / n_pred if n_pred else math.nan, "matches": matches,
+                  "pred_instances": n_pred, "gt_instances": n_gt}
+    return out
+
+
+def write_instance_json(path, evaluation: Evaluation, thresholds, summary, totals):
+    """{"iou_thresholds", "columns", "mean", "pooled", "images" (the rows), "problems"}; NaN as null."""
+    clean = lambda v: None if isinstance(v, float) and math.isnan(v) else v  # noqa: E731
+    record = {"iou_thresholds": list(thresholds), "columns": instance_columns(thresholds),
+              "mean": {c: clean(mean) for c, (mean, _) in summary.items()},
+              "pooled": {f"{t:g}": {k: clean(v) for k, v in p.items()} for t, p in totals.items()},
+              "images": [{k: clean(v) for k, v in row.items()} for row in evaluation.rows],
+              "problems": evaluation.problems}
+    Path(path).write_text(json.dumps(record, indent=1) + "\n")
 
 
 def evaluate(pairs, names=("sad", "mse", "grad", "conn"), device="cpu", force_known=False, snap_trimap=False,
@@ -163,8 +291,14 @@ def add_parser(sub):
     e.add_argument("--snap-trimap", action="store_true",
                    help="snap trimap values to the nearest of 0, 128, 255 (JPEG trimaps, unknown saved as "
                         "127); without it a trimap holding other values is a problem")
-    e.add_argument("--metrics", default="sad,mse,grad,conn",
-                   help="comma list of sad, mse, mad, grad, conn, sad_t (default: sad,mse,grad,conn)")
+    e.add_argument("--metrics",
+                   help=f"comma list of sad, mse, mad, grad, conn, sad_t (default: {DEFAULT_METRICS})")
+    e.add_argument("--instances", action="store_true",
+                   help="instance mattes: NAME_instance<k>_alpha files grouped per image NAME on both sides, "
+                        "scored with EMSE, EMAD, REC, ACC (fastmatte.metrics.instance_metrics); a "
+                        "NAME_instances file alone says NAME has no instance on that side")
+    e.add_argument("--iou-thresholds", metavar="T,T",
+                   help="with --instances: comma list of IoU thresholds in (0, 1] (default 0.5,0.75)")
     e.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     e.add_argument("--force-known", action="store_true",
                    help="set pred to 0/1 where the trimap is 0/255 first (PaddleSeg/mmediting convention)")
@@ -177,7 +311,11 @@ def add_parser(sub):
 def run(args) -> int:
     from tqdm import tqdm
 
-    names = args.metrics.split(",")
+    if args.instances:
+        return run_instances(args)
+    if args.iou_thresholds is not None:
+        return usage_error("eval", "--iou-thresholds needs --instances")
+    names = (args.metrics or DEFAULT_METRICS).split(",")
     unknown = [n for n in names if n not in METRICS]
     if unknown:
         return usage_error("eval", f"--metrics must be a comma list of {', '.join(METRICS)}; "
@@ -189,18 +327,9 @@ def run(args) -> int:
     for option, needs_trimaps in (("--force-known", args.force_known), ("--snap-trimap", args.snap_trimap)):
         if needs_trimaps and args.trimap_dir is None:
             return usage_error("eval", f"{option} needs --trimap-dir")
-    outputs = [Path(p) for p in (args.csv, args.json) if p is not None]
-    inputs = {Path(d).resolve() for d in dirs} | {p.resolve() for d in dirs for p in Path(d).iterdir()}
-    for out in outputs:
-        if out.resolve() in inputs:
-            return usage_error("eval", f"refusing to write {out}: it is one of the inputs")
-        problem = output_file_problem(out, args.force)
-        if problem:
-            return usage_error("eval", problem)
-    if len({out.resolve() for out in outputs}) < len(outputs):
-        return usage_error("eval", "--csv and --json name the same file")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        return usage_error("eval", "--device cuda, but no CUDA GPU is available")
+    problem = _output_problem(args, dirs)
+    if problem:
+        return usage_error("eval", problem)
 
     pairs, problems = match_files(args.pred_dir, args.gt_dir, args.trimap_dir)
     if not pairs:
@@ -233,6 +362,92 @@ def run(args) -> int:
     if args.json:
         writes.append((args.json, "per-image rows, means and problems",
                        lambda path: write_json(path, result, names, summary, args.snap_trimap)))
+    failed_writes = 0
+    for path, what, write in writes:
+        if write_output(Path(path), write):
+            print(f"{what} written to {path}")
+        else:
+            failed_writes += 1
+    report_problems(result.problems)
+    return 1 if failed_writes or result.problems else 0
+
+
+def _output_problem(args, dirs):
+    """Why --csv / --json / --device cannot be used as given (None if they can)."""
+    outputs = [Path(p) for p in (args.csv, args.json) if p is not None]
+    inputs = {Path(d).resolve() for d in dirs} | {p.resolve() for d in dirs for p in Path(d).iterdir()}
+    for out in outputs:
+        if out.resolve() in inputs:
+            return f"refusing to write {out}: it is one of the inputs"
+        problem = output_file_problem(out, args.force)
+        if problem:
+            return problem
+    if len({out.resolve() for out in outputs}) < len(outputs):
+        return "--csv and --json name the same file"
+    if args.device == "cuda" and not torch.cuda.is_available():
+        return "--device cuda, but no CUDA GPU is available"
+    return None
+
+
+def run_instances(args) -> int:
+    """`fastmatte eval --instances` (see the module's docstring)."""
+    from tqdm import tqdm
+
+    for option, given in (("--trimap-dir", args.trimap_dir), ("--snap-trimap", args.snap_trimap),
+                          ("--force-known", args.force_known), ("--metrics", args.metrics)):
+        if given:
+            return usage_error("eval", f"{option} does not apply to --instances (its scores are EMSE, EMAD, "
+                                       "REC and ACC over whole images)")
+    try:
+        thresholds = tuple(float(t) for t in (args.iou_thresholds or "0.5,0.75").split(","))
+    except ValueError:
+        thresholds = ()
+    if not thresholds or not all(0 < t <= 1 for t in thresholds) or len(set(thresholds)) < len(thresholds):
+        return usage_error("eval", f"--iou-thresholds must be a comma list of distinct numbers in (0, 1]; "
+                                   f"got {args.iou_thresholds!r}")
+    dirs = [args.pred_dir, args.gt_dir]
+    for d in dirs:
+        if not Path(d).is_dir():
+            return usage_error("eval", f"{d} is not a directory")
+    problem = _output_problem(args, dirs)
+    if problem:
+        return usage_error("eval", problem)
+
+    pairs, problems = match_instance_files(args.pred_dir, args.gt_dir)
+    if not pairs:
+        report_problems(problems)
+        print(f"fastmatte eval: nothing to evaluate: no image NAME has instance mattes "
+              f"(NAME_instance<k>_alpha) or a NAME_instances file both in {args.pred_dir} and in "
+              f"{args.gt_dir}",
+              file=sys.stderr)
+        return 1
+    bar = lambda todo: tqdm(todo, desc="fastmatte eval", unit="image", file=sys.stderr)  # noqa: E731
+    result = evaluate_instances(pairs, thresholds, args.device, bar)
+    result = result._replace(problems=problems + result.problems)
+    if not result.rows:
+        report_problems(result.problems)
+        print("fastmatte eval: no image could be evaluated (problems above); nothing written",
+              file=sys.stderr)
+        return 1
+    columns = instance_columns(thresholds)
+    summary = means(result.rows, columns)
+    totals = pooled(result.rows, thresholds)
+    first = totals[thresholds[0]]
+    print(f"{len(result.rows)} images, {first['pred_instances']} predicted and {first['gt_instances']} "
+          "ground-truth instances; instance_metrics: EMSE, EMAD (0..1 scale) over matched pairs; means over "
+          "the images where a score is a number; pooled REC/ACC = all matches / all gt (predicted) instances")
+    print(f"{'IoU':>5s} {'EMSE':>12s} {'EMAD':>12s} {'REC':>8s} {'ACC':>8s} {'REC pool':>9s} "
+          f"{'ACC pool':>9s} {'matches':>8s}")
+    for t in thresholds:
+        mean = lambda score: summary[f"{score}@{t:g}"][0]  # noqa: E731
+        print(f"{t:5g} {mean('emse'):12.6g} {mean('emad'):12.6g} {mean('rec'):8.4f} {mean('acc'):8.4f} "
+              f"{totals[t]['rec']:9.4f} {totals[t]['acc']:9.4f} {totals[t]['matches']:8d}")
+    writes = []
+    if args.csv:
+        writes.append((args.csv, "per-image rows", lambda path: write_csv(path, result.rows, columns)))
+    if args.json:
+        writes.append((args.json, "per-image rows, means, pooled scores and problems",
+                       lambda path: write_instance_json(path, result, thresholds, summary, totals)))
     failed_writes = 0
     for path, what, write in writes:
         if write_output(Path(path), write):

@@ -34,6 +34,19 @@ Ctrl-C (SIGINT) or SIGTERM stops a run cleanly: the outputs finished before it a
 unfinished ones removed, one line says so, and the exit status is 130 or 143. Only a run killed
 outright (SIGKILL) can leave a temporary file; later runs ignore it and it is safe to delete.
 
+Instance models (e2ehim, any model whose class says instances = True) give, for each photo
+STEM, STEM_instance1_alpha.png, STEM_instance2_alpha.png, ... (8-bit alpha, one per instance
+found, in the model's order; none when it finds no one) and STEM_instances.png, an overview:
+the photo tinted by each instance's alpha in a fixed palette colour, instance 1 red, 2 green,
+3 blue, 4 yellow, 5 magenta, 6 cyan, 7 orange, 8 purple, then again from red
+(pixel = (1 - 0.6 a) pixel + 0.6 a colour, instance after instance). With --background,
+STEM_composite.png composites with the union matte (the per-pixel max over the instances).
+Instances are not tracked across frames: a video input is refused (exit status 2), and so is
+--foreground. The number of instances is known only after matting, so an existing
+STEM_instance<k>_alpha.png of an input is refused without --force like any output; with
+--force, the new files replace the old ones and those numbered beyond the new count are deleted
+after the photo's new files are written (never an input: that is refused before anything).
+
 While matting, an input that cannot be decoded is reported and skipped and the others go on;
 a video that ends before the frame count its container claims keeps the frames that could be
 decoded in its outputs. Both are listed at the end, with exit status 1.
@@ -41,10 +54,12 @@ decoded in its outputs. Both are listed at the end, with exit status 1.
 import argparse
 import contextlib
 import os
+import re
 import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -59,7 +74,13 @@ COLOURS = {"black": (0, 0, 0), "white": (255, 255, 255), "green": (0, 255, 0), "
            "red": (255, 0, 0), "gray": (128, 128, 128), "grey": (128, 128, 128), "yellow": (255, 255, 0),
            "cyan": (0, 255, 255), "magenta": (255, 0, 255)}
 DEFAULT_FPS = 25.0  # for a video whose container gives no frame rate
-KINDS = ("alpha", "composite", "foreground")  # the outputs of an input, as they are named
+KINDS = ("alpha", "composite", "foreground", "instances")  # the outputs of an input, as they are named
+# The overview's colours (STEM_instances.png), for instance 1, 2, ...; then again from the first.
+PALETTE = (("red", (230, 25, 75)), ("green", (60, 180, 75)), ("blue", (0, 130, 200)),
+           ("yellow", (255, 225, 25)), ("magenta", (240, 50, 230)), ("cyan", (70, 240, 240)),
+           ("orange", (245, 130, 48)), ("purple", (145, 30, 180)))
+TINT = 0.6  # the overview's pixel = (1 - TINT a) pixel + TINT a colour, instance after instance
+_INSTANCE_FILE = re.compile(r"(.+)_instance([1-9][0-9]*)_alpha\.png")
 
 
 class PlanError(ValueError):
@@ -69,14 +90,30 @@ class PlanError(ValueError):
 @dataclass
 class Job:
     """One input file and the files made from it: outputs["alpha"], and maybe outputs["composite"]
-    and outputs["foreground"] (a folder of PNG frames)."""
+    and outputs["foreground"] (a folder of PNG frames); for an instance model, outputs["instances"]
+    (the overview) instead of outputs["alpha"], and instance_base: the instance mattes are
+    f"{instance_base}_instance{k}_alpha.png"."""
     source: Path
     is_video: bool
     outputs: dict
+    instance_base: Optional[Path] = None
+
+    def instance_file(self, k: int) -> Path:
+        return self.instance_base.with_name(f"{self.instance_base.name}_instance{k}_alpha.png")
+
+    def earlier_instance_files(self) -> dict:
+        """{k: path} of the STEM_instance<k>_alpha.png files in the output folder now."""
+        folder, found = self.instance_base.parent, {}
+        if folder.is_dir():
+            for path in folder.iterdir():
+                match = _INSTANCE_FILE.fullmatch(path.name)
+                if match and match.group(1) == self.instance_base.name:
+                    found[int(match.group(2))] = path
+        return found
 
 
 def plan(inputs, out_dir, composite: bool, force: bool, protected=(),
-         foreground: bool = False) -> tuple[list[Job], list[Path]]:
+         foreground: bool = False, instances: bool = False) -> tuple[list[Job], list[Path]]:
     """(the jobs for `inputs`, the files left out of the folders as earlier outputs), or
     PlanError saying what is wrong.
 
@@ -85,7 +122,8 @@ def plan(inputs, out_dir, composite: bool, force: bool, protected=(),
     outputs of another input of the run (see _earlier_outputs); the same file named twice is done
     once. A file named on the command line is always an input. out_dir must be a folder that
     exists or can be created, and writable. protected: more files no output may replace (the
-    background image). composite, foreground: whether the jobs have those outputs."""
+    background image). composite, foreground: whether the jobs have those outputs. instances: for
+    an instance model (the overview and instance mattes instead of the alpha; videos refused)."""
     out_dir = Path(out_dir)
     try:
         check_output_folder(out_dir)
@@ -112,9 +150,15 @@ def plan(inputs, out_dir, composite: bool, force: bool, protected=(),
         if path not in skipped:
             sources.setdefault(path.resolve(), path)
     stems = [p.stem for p in sources.values()]
-    kinds = [kind for kind, wanted in zip(KINDS, (True, composite, foreground)) if wanted]
+    if instances:
+        videos = [p for p in sources.values() if _is_video(p)]
+        if videos:
+            raise PlanError(f"{_some(videos)}: video input(s) with an instance model; instances are not "
+                            "tracked across frames, so only photos can be matted (extract the frames first)")
+    kinds = [kind for kind, wanted in zip(KINDS, (not instances, composite, foreground, instances)) if wanted]
     jobs = [Job(path, _is_video(path), {kind: out_dir / _output_name(path, stems.count(path.stem) > 1, kind)
-                                        for kind in kinds})
+                                        for kind in kinds},
+                out_dir / _output_name(path, stems.count(path.stem) > 1, "") if instances else None)
             for path in sources.values()]
     _check_outputs(jobs, set(sources) | {Path(p).resolve() for p in protected}, force)
     return jobs, skipped
@@ -128,6 +172,8 @@ def _output_name(source: Path, qualified: bool, kind: str) -> str:
     """STEM_KIND.png (STEM_KIND.mp4 for a video; STEM_foreground, a folder, for the foreground),
     or STEM_EXT_KIND... when qualified, that is, when another input shares the stem."""
     name = f"{source.stem}_{source.suffix.lstrip('.')}" if qualified else source.stem
+    if not kind:  # the base of an instance model's STEM_instance<k>_alpha.png
+        return name
     if kind == "foreground":
         return f"{name}_{kind}"
     return f"{name}_{kind}{'.mp4' if _is_video(source) else '.png'}"
@@ -140,7 +186,9 @@ def _earlier_outputs(found, inputs) -> list[Path]:
     protected as inputs from the run that replaces them."""
     names = {_output_name(source, qualified, kind) for source in inputs for qualified in (False, True)
              for kind in KINDS}
-    return [path for path in found if path.name in names]
+    bases = {_output_name(source, qualified, "") for source in inputs for qualified in (False, True)}
+    instance = lambda name: (m := _INSTANCE_FILE.fullmatch(name)) is not None and m.group(1) in bases  # noqa: E731
+    return [path for path in found if path.name in names or instance(path.name)]
 
 
 def _some(paths, shown=3) -> str:
@@ -165,6 +213,15 @@ def _check_outputs(jobs, protected, force):
                 raise PlanError(f"refusing to write {out}: a folder of that name is in the way")
             made_by[key] = job.source
     existing = [out for job in jobs for out in job.outputs.values() if os.path.lexists(out)]
+    for job in jobs:
+        if job.instance_base is None:
+            continue
+        for out in sorted(job.earlier_instance_files().values()):
+            if out.resolve() in protected:
+                raise PlanError(f"refusing to write or delete {out}: it is one of the inputs")
+            if out.is_dir():
+                raise PlanError(f"refusing to write {out}: a folder of that name is in the way")
+            existing.append(out)
     if existing and not force:
         raise PlanError(f"{_some(existing)} already exist(s); pass --force to overwrite")
 
@@ -248,6 +305,45 @@ def matte_image(matter, job: Job, backgrounds, force: bool, bar):
     bar.update(1)
 
 
+def instance_overview(image: np.ndarray, alphas) -> np.ndarray:
+    """uint8 RGB [H, W, 3]: `image` tinted by each uint8 [H, W] matte of `alphas` in turn, with
+    the PALETTE colour of its number: pixel = (1 - TINT a) pixel + TINT a colour."""
+    out = image.astype(np.float32)
+    for k, alpha in enumerate(alphas):
+        weight = (TINT / 255) * alpha.astype(np.float32)[..., None]
+        out = out * (1 - weight) + np.float32(PALETTE[k % len(PALETTE)][1]) * weight
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def matte_instances(matter, job: Job, backgrounds, force: bool, bar) -> tuple[int, int]:
+    """An instance model on a photo: its instance mattes, the composite (with the union matte)
+    and the overview, then (with force) the earlier instance mattes numbered beyond the new
+    count deleted. Returns (files written, files deleted)."""
+    image = read_image(job.source)
+    result = matter.outputs(image, backgrounds(*image.shape[:2]))
+    for k, alpha in enumerate(result.alpha, 1):
+        write_image(job.instance_file(k), alpha, overwrite=force)
+    if result.composite is not None:
+        write_image(job.outputs["composite"], result.composite, overwrite=force)
+    write_image(job.outputs["instances"], instance_overview(image, result.alpha), overwrite=force)
+    earlier = job.earlier_instance_files() if force else {}
+    stale = [path for k, path in sorted(earlier.items()) if k > len(result.alpha)]
+    for path in stale:
+        os.unlink(path)
+    bar.update(1)
+    return len(result.alpha) + len(job.outputs), len(stale)
+
+
+def instance_model(name: str) -> bool:
+    """Whether the zoo model `name` is an instance model (its class says instances = True)."""
+    from fastmatte.models import MODELS
+
+    entry = MODELS.get(name)
+    build = getattr(entry, "build", None)
+    owner = build if isinstance(build, type) else getattr(build, "__self__", None)
+    return getattr(owner, "instances", False) is True
+
+
 def matte_video(matter, job: Job, backgrounds, force: bool, bar):
     """Returns a problem line when the video ended early, else None. The outputs appear only when
     the whole video is done; any exception removes them unfinished. A recurrent model starts
@@ -298,11 +394,15 @@ def run(args) -> int:
 
     from fastmatte.matter import Matter, RandomWeightsWarning
 
+    instances = instance_model(args.model)
+    if instances and args.foreground:
+        return usage_error("matte", f"--foreground: {args.model!r} is an instance model; it predicts no "
+                                    "foreground")
     try:
         background = None if args.background is None else parse_background(args.background)
         protected = [args.background] if isinstance(background, np.ndarray) else []
         jobs, skipped = plan(args.inputs, args.out_dir, background is not None, args.force, protected,
-                             args.foreground)
+                             args.foreground, instances)
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         if skipped:
             print(f"fastmatte matte: left out {len(skipped)} file(s) named as the outputs of other inputs "
@@ -310,6 +410,12 @@ def run(args) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RandomWeightsWarning)  # said below, without a source line
             matter = Matter(args.model, weights=args.weights, device=device, precision=args.precision)
+        if matter.instances and not instances:  # its build is no class: known only now; nothing written yet
+            if args.foreground:
+                raise PlanError(f"--foreground: {args.model!r} is an instance model; it predicts no "
+                                "foreground")
+            jobs, skipped = plan(args.inputs, args.out_dir, background is not None, args.force, protected,
+                                 args.foreground, True)
     except ValueError as error:  # PlanError, WeightsError, and Matter's argument checks
         return usage_error("matte", str(error))
     if args.foreground and not matter.predicts_foreground:
@@ -324,10 +430,14 @@ def run(args) -> int:
         return usage_error("matte", f"cannot create the output folder {args.out_dir}: "
                                     f"{error.strerror or error}")
     backgrounds = _Backgrounds(background)
-    problems, written = [], 0
+    problems, written, deleted = [], 0, 0
     with tqdm(total=frame_total(jobs), desc="fastmatte matte", unit="frame", file=sys.stderr) as bar:
         for job in jobs:
             try:
+                if job.instance_base is not None:
+                    made, gone = matte_instances(matter, job, backgrounds, args.force, bar)
+                    written, deleted = written + made, deleted + gone
+                    continue
                 if job.is_video:
                     problem = matte_video(matter, job, backgrounds, args.force, bar)
                     if problem:
@@ -339,6 +449,8 @@ def run(args) -> int:
                 problems.append(str(error) if str(job.source) in str(error) else f"{job.source}: {error}")
     print(f"wrote {written} file(s) to {args.out_dir}; {len(jobs) - len(problems)} of {len(jobs)} input(s) "
           "without problems")
+    if deleted:
+        print(f"deleted {deleted} earlier instance matte(s) numbered beyond the new instance counts")
     if problems:
         print(f"{len(problems)} problem(s):", file=sys.stderr)
         for line in problems:
@@ -353,7 +465,10 @@ def add_parser(sub):
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     m.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, or folders of them")
     m.add_argument("-o", "--out-dir", required=True, help="where the outputs go (created if missing)")
-    m.add_argument("--model", default="cra", help="model name (default cra)")
+    m.add_argument("--model", default="cra",
+                   help="model name (default cra); an instance model such as e2ehim writes "
+                        "STEM_instance<k>_alpha.png per instance and a STEM_instances.png overview (instance "
+                        "1 red, 2 green, 3 blue, 4 yellow, 5 magenta, 6 cyan, 7 orange, 8 purple, repeating)")
     m.add_argument("--weights", help="a local checkpoint in any format fastmatte reads (safetensors, "
                                      "PyTorch, .pdparams, ONNX); without it, the weights `fastmatte "
                                      "weights get MODEL` fetched for models that have them, else random")
