@@ -12,6 +12,7 @@ import scipy.ndimage as ndi
 import torch
 import torch.nn as nn
 
+from fastmatte.io.sample import synthetic_instance_composites
 from fastmatte.losses import (E2EHIM_LOSS_WEIGHTS, E2EHIM_MATCHING_WEIGHTS, E2EHIM_NO_OBJECT_WEIGHT,
                               e2ehim_loss, e2ehim_matching, e2ehim_matching_costs, e2ehim_trimap,
                               trimap_from_alpha)
@@ -285,31 +286,6 @@ def test_argument_errors():
 
 # --- training -----------------------------------------------------------------------------------
 
-def composites(B, size=32, seed=0):
-    """B images of 2 or 3 soft elliptical "people" composited back to front over a smooth
-    background: (images [B, 3, H, W], [visible instance alphas [M_i, H, W]])."""
-    gen = torch.Generator().manual_seed(seed)
-    y, x = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
-                          indexing="ij")
-    images, alphas = [], []
-    for _ in range(B):
-        base = torch.rand(3, 1, 1, generator=gen)
-        image = base * (0.5 + 0.5 * x / size)[None]
-        visible = []
-        for k in range(int(torch.randint(2, 4, (1,), generator=gen))):
-            cy = size * (0.3 + 0.4 * torch.rand(1, generator=gen))
-            cx = size * (0.2 + 0.3 * k)
-            ry, rx = size * 0.3, size * 0.12
-            r = (((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2).sqrt()
-            a = ((1 - r) / 0.25).clamp(0, 1)
-            color = torch.rand(3, 1, 1, generator=gen)
-            visible = [v * (1 - a) for v in visible] + [a]
-            image = a * color + (1 - a) * image
-        images.append(image)
-        alphas.append(torch.stack(visible))
-    return torch.stack(images), alphas
-
-
 class TinyE2EHIM(nn.Module):
     """A stand-in with E2E-HIM's output dict: a few convolutions (with coordinate channels), per
     query 1 alpha + 3 trimap channels, and presence logits from pooled features."""
@@ -335,7 +311,7 @@ class TinyE2EHIM(nn.Module):
 
 def test_training_lowers_the_loss():
     torch.manual_seed(0)
-    images, alphas = composites(4)
+    images, alphas = synthetic_instance_composites(4, 32)
     assert {len(a) for a in alphas} == {2, 3}
     assert all(float(a.sum(0).max()) <= 1 + 1e-6 for a in alphas)
     model = TinyE2EHIM()

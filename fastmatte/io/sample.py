@@ -379,3 +379,32 @@ def _muted(rng, low, high):
     """A random RGB color of brightness low..high, mostly gray (as walls and furniture are)."""
     gray = rng.uniform(low, high)
     return np.clip(gray + rng.uniform(-0.12, 0.12, 3), 0, 1)
+
+
+def synthetic_instance_composites(batch, size, seed=0):
+    """Random multi-person composites for instance-matting training tests: per image 2 or 3 soft
+    elliptical "people" side by side, composited back to front in random colours over a smooth
+    background. batch, size: ints >= 1 (square images; 32..128 are meant). Returns (images
+    [B, 3, size, size] float32 in 0..1, a list of B tensors [M_i, size, size]: each person's
+    visible alpha, the ones in front already taken out, so that they sum to at most 1)."""
+    for name, value in (("batch", batch), ("size", size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"fastmatte.synthetic_instance_composites: {name} must be an int >= 1, "
+                             f"got {value!r}")
+    gen = torch.Generator().manual_seed(seed)
+    y, x = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
+                          indexing="ij")
+    images, alphas = [], []
+    for _ in range(batch):
+        image = torch.rand(3, 1, 1, generator=gen) * (0.5 + 0.5 * x / size)[None]
+        visible = []
+        for k in range(int(torch.randint(2, 4, (1,), generator=gen))):
+            cy = size * (0.3 + 0.4 * torch.rand(1, generator=gen))
+            cx = size * (0.2 + 0.3 * k)
+            r = (((y - cy) / (size * 0.3)) ** 2 + ((x - cx) / (size * 0.12)) ** 2).sqrt()
+            a = ((1 - r) / 0.25).clamp(0, 1)
+            visible = [v * (1 - a) for v in visible] + [a]
+            image = a * torch.rand(3, 1, 1, generator=gen) + (1 - a) * image
+        images.append(image)
+        alphas.append(torch.stack(visible))
+    return torch.stack(images), alphas

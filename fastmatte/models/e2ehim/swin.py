@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastmatte.models.backbones.swin_blocks import PatchMerging, SwinBlock, drop_path
+from fastmatte.models.dense import dense
 from fastmatte.ops import window_attention
 from fastmatte.reference.window_attention import padded_size, window_relative_index
 
@@ -64,11 +65,17 @@ class PaddedSwinBlock(SwinBlock):
         h = F.pad(self.norm1(x), (0, 0, 0, wp - width, 0, hp - height))
         if backend == "torch":
             h = self._official_attention(h, shift, mask)
-        else:
-            h = self.attn.proj(window_attention(self.attn.qkv(h), self.attn.relative_position_bias_table,
-                                                window, (window, window), (shift, shift), backend=backend))
-        x = x + drop_path(h[:, :height, :width], self.drop_path_rate, self.training)
-        return x + drop_path(self.mlp(self.norm2(x)), self.drop_path_rate, self.training)
+        else:  # the Linear layers through fastmatte.models.dense (oneDNN on the CPU)
+            h = window_attention(dense(self.attn.qkv, h), self.attn.relative_position_bias_table,
+                                 window, (window, window), (shift, shift), backend=backend)
+            h = dense(self.attn.proj, h[:, :height, :width])
+        if backend == "torch":
+            h = h[:, :height, :width]
+        x = x + drop_path(h, self.drop_path_rate, self.training)
+        mlp = self.mlp
+        h = self.norm2(x)
+        h = mlp(h) if backend == "torch" else dense(mlp.fc2, F.gelu(dense(mlp.fc1, h)))
+        return x + drop_path(h, self.drop_path_rate, self.training)
 
     def _official_attention(self, x, shift, mask):
         batch, hp, wp, channels = x.shape
