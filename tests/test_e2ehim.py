@@ -212,3 +212,23 @@ def test_training_mode_differentiates():
     assert out["alpha"].shape == (1, 3, 64, 64)
     (out["alpha"].mean() + out["trimap"].mean() + out["presence"].mean()).backward()
     assert model.globalfc2.layers[2].weight.grad is not None and model.trans.norm0.weight.grad is not None
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_equals_the_eager_twin_replays_as_a_graph_and_runs_in_half(release):
+    from fastmatte.matter import capture_graph
+
+    import copy
+
+    model = copy.deepcopy(release[1]).cuda()  # the shared CPU model stays as it is
+    image = torch.rand(1, 3, 128, 192, device="cuda")
+    with torch.no_grad():
+        fused, eager = model(image), model(image, backend="torch")
+        for key in eager:  # cuDNN may run the convolutions in TF32
+            assert (fused[key] - eager[key]).abs().max().item() <= 5e-3, key
+        graph, out = capture_graph(lambda: model(image)["alpha"])
+        graph.replay()
+        torch.testing.assert_close(out, fused["alpha"], atol=1e-5, rtol=0)
+        half = model.half()(image.half())["alpha"].float()
+    assert (half - fused["alpha"]).abs().mean().item() < 2e-2

@@ -16,7 +16,7 @@
 #                      ~730 Triton kernel variants to JIT-compile (~1 s each, spread over 8 workers)
 #   tests_models   50  CUDA tests of the models, Matter (CUDA graphs, pinned uploads), Swin
 #   sanitize       30  compute-sanitizer memcheck over a few parametrizations of the CUDA C++ ops
-#   bench_models  170  every zoo model (cra, modnet, ppmatting, ppmattingv2, rvm), fp16, batch 1, HD and
+#   bench_models  170  every zoo model (cra, e2ehim, modnet, ppmatting, ppmattingv2, rvm), fp16, batch 1, HD and
 #                      4K: fastmatte, the eager twin, the CUDA graph and torch.compile (compiling a model at
 #                      two sizes: ~30-60 s; a model cut short still records what it measured);
 #                      RVM's and MODNet's onnxruntime backends are fp32 only, recorded as skipped
@@ -55,7 +55,8 @@ OP_TESTS=(tests/test_select_tiles.py tests/test_gather_tiles.py tests/test_scatt
 MODEL_TESTS=(tests/test_cra.py tests/test_cra_model.py tests/test_swin.py tests/test_matter.py tests/test_model_bench.py
              tests/test_cross_region_attention.py tests/test_rvm.py tests/test_matter_video.py
              tests/test_modnet.py tests/test_modnet_training.py tests/test_ppmatting.py
-             tests/test_ppmattingv2.py tests/test_ppmatting_training.py)
+             tests/test_ppmattingv2.py tests/test_ppmatting_training.py tests/test_e2ehim.py
+             tests/test_matter_instances.py)
 
 total=0
 for stage in "${STAGES[@]}"; do total=$((total + CAP[$stage])); done
