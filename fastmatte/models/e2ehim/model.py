@@ -148,13 +148,7 @@ class E2EHIM(nn.Module):
         queries = persel.shape[1]
         rows = ko[..., :768].unflatten(-1, (3, 256))
         trimap8 = dynamic_conv(self.c8d3(t8), rows, ko[..., 768:771], fused)
-        a = torch.cat([_up(t8), x4, x4a], 1)
-        if fused and a.device.type == "cpu":
-            # oneDNN runs the alpha path's large convolutions 1.3-1.6x faster on channels-last maps
-            # (at 640: 736 -> 256 at 160^2, 320 -> 128 at 320^2, 131 -> 96 and 96 -> 64 at 640^2);
-            # the layers before stay NCHW, where the trimap logits match the authors' to 2e-5
-            a = a.contiguous(memory_format=torch.channels_last)
-        a = _up(self.c4(a))
+        a = _up(self.c4(torch.cat([_up(t8), x4, x4a], 1)))
         a = _up(self.c2(torch.cat([a, x2b], 1)))
         a = self.c1(torch.cat([a, x], 1))
         alpha = dynamic_conv(a, ko[..., None, 771:835], ko[..., 835:836], fused).clamp(0, 1)
