@@ -46,8 +46,8 @@ def suites():
 def add_parser(sub):
     b = sub.add_parser("bench", help="time the operators (or with --model, a whole model) against their "
                                      "eager references")
-    b.add_argument("--model", help="time this zoo model end to end (cra, e2ehim, modnet, ppmatting, ppmattingv2, "
-                                   "rvm) instead of the op suites: writes "
+    b.add_argument("--model", help="time this zoo model end to end (cra, e2ehim, modnet, ppmatting, "
+                                   "ppmattingv2, rvm) instead of the op suites: writes "
                                    "OUT/<model>_<device>_<precision>.json, .md and .png")
     b.add_argument("--res", default="hd", help="comma list of hd, 4k (default: hd); with --model also "
                                                "HEIGHTxWIDTH sizes, e.g. 64x96")

@@ -362,14 +362,7 @@ def run(args) -> int:
     if args.json:
         writes.append((args.json, "per-image rows, means and problems",
                        lambda path: write_json(path, result, names, summary, args.snap_trimap)))
-    failed_writes = 0
-    for path, what, write in writes:
-        if write_output(Path(path), write):
-            print(f"{what} written to {path}")
-        else:
-            failed_writes += 1
-    report_problems(result.problems)
-    return 1 if failed_writes or result.problems else 0
+    return finish(writes, result.problems)
 
 
 def _output_problem(args, dirs):
@@ -448,14 +441,20 @@ def run_instances(args) -> int:
     if args.json:
         writes.append((args.json, "per-image rows, means, pooled scores and problems",
                        lambda path: write_instance_json(path, result, thresholds, summary, totals)))
+    return finish(writes, result.problems)
+
+
+def finish(writes, problems) -> int:
+    """Write every (path, what, write) of `writes` (each atomically, see write_output), report the
+    problems; exit status 1 when a write failed or there were problems, else 0."""
     failed_writes = 0
     for path, what, write in writes:
         if write_output(Path(path), write):
             print(f"{what} written to {path}")
         else:
             failed_writes += 1
-    report_problems(result.problems)
-    return 1 if failed_writes or result.problems else 0
+    report_problems(problems)
+    return 1 if failed_writes or problems else 0
 
 
 def report_problems(problems):

@@ -9,8 +9,8 @@ from fastmatte.bench.workloads.modnet import MODNetWorkload
 from fastmatte.bench.workloads.ppmatting import PPMattingV2Workload, PPMattingWorkload
 from fastmatte.bench.workloads.rvm import RVMWorkload
 
-WORKLOADS = {"cra": CRAWorkload, "e2ehim": E2EHIMWorkload, "modnet": MODNetWorkload, "ppmatting": PPMattingWorkload,
-             "ppmattingv2": PPMattingV2Workload, "rvm": RVMWorkload}
+WORKLOADS = {"cra": CRAWorkload, "e2ehim": E2EHIMWorkload, "modnet": MODNetWorkload,
+             "ppmatting": PPMattingWorkload, "ppmattingv2": PPMattingV2Workload, "rvm": RVMWorkload}
 
 
 def workload(model_name) -> Workload:
