@@ -232,3 +232,21 @@ def test_cuda_equals_the_eager_twin_replays_as_a_graph_and_runs_in_half(release)
         torch.testing.assert_close(out, fused["alpha"], atol=1e-5, rtol=0)
         half = model.half()(image.half())["alpha"].float()
     assert (half - fused["alpha"]).abs().mean().item() < 2e-2
+
+
+def test_the_command_line_writes_each_present_instance(release, tmp_path):
+    """`fastmatte matte photo.png --model e2ehim --weights swintiny.ckpt`: one 8-bit matte per
+    instance predict keeps (the official post-processing), and the overview."""
+    rgb = (release[2]["image"][0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "group.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert main(["matte", str(tmp_path / "group.png"), "--model", "e2ehim", "--weights", str(release[0]),
+                 "-o", str(tmp_path / "out")]) == 0
+    with torch.no_grad():
+        instances = release[1].predict(torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255)[0]
+    assert len(instances) > 0
+    written = sorted((tmp_path / "out").glob("group_instance*_alpha.png"))
+    assert [p.name for p in written] == [f"group_instance{k}_alpha.png" for k in range(1, len(instances) + 1)]
+    for path, matte in zip(written, instances):
+        assert np.array_equal(cv2.imread(str(path), cv2.IMREAD_UNCHANGED),
+                              (matte * 255).round().to(torch.uint8).numpy())
+    assert (tmp_path / "out" / "group_instances.png").is_file()
