@@ -7,13 +7,15 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def fold(conv: nn.Conv2d, bn: nn.BatchNorm2d):
-    """(weight, bias) of conv followed by bn in eval mode as one conv."""
+def fold(conv, bn: nn.BatchNorm2d):
+    """(weight, bias) of conv (an nn.Conv2d, or an nn.ConvTranspose2d, whose weight holds the
+    output channels second) followed by bn in eval mode as one conv of the same kind."""
     scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
     bias = bn.bias - bn.running_mean * scale
     if conv.bias is not None:
         bias = bias + conv.bias * scale
-    return conv.weight * scale.view(-1, 1, 1, 1), bias
+    shape = (1, -1, 1, 1) if isinstance(conv, nn.ConvTranspose2d) else (-1, 1, 1, 1)
+    return conv.weight * scale.view(shape), bias
 
 
 def conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor, folded: bool) -> torch.Tensor:

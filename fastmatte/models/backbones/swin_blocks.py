@@ -109,9 +109,13 @@ class PatchMerging(nn.Module):
         self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
 
     def forward(self, x):
+        return self.reduction(self.norm(self.gather(x)))
+
+    @staticmethod
+    def gather(x):
+        """The 2x2 cells' tokens side by side: [B, H, W, C] -> [B, ceil(H/2), ceil(W/2), 4C]."""
         batch, height, width, dim = x.shape
         x = F.pad(x, (0, 0, 0, width % 2, 0, height % 2))
         h2, w2 = (height + 1) // 2, (width + 1) // 2
         # [B, h, dy, w, dx, C] -> [B, h, w, dx, dy, C]: dy varies fastest, the official order.
-        x = x.reshape(batch, h2, 2, w2, 2, dim).permute(0, 1, 3, 4, 2, 5).reshape(batch, h2, w2, 4 * dim)
-        return self.reduction(self.norm(x))
+        return x.reshape(batch, h2, 2, w2, 2, dim).permute(0, 1, 3, 4, 2, 5).reshape(batch, h2, w2, 4 * dim)

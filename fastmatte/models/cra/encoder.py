@@ -117,10 +117,8 @@ class CRAStage(nn.Module):
 
 
 def _merge(merging, x, backend):
-    """PatchMerging's forward (2x2 tokens concatenated, LayerNorm, reduction) with `dense`."""
-    B, H, W, C = x.shape
-    x = x.reshape(B, H // 2, 2, W // 2, 2, C).permute(0, 1, 3, 4, 2, 5).reshape(B, H // 2, W // 2, 4 * C)
-    return dense(merging.reduction, merging.norm(x), backend)
+    """PatchMerging's forward with the reduction through `dense`."""
+    return dense(merging.reduction, merging.norm(merging.gather(x)), backend)
 
 
 def _padded_attention(attn, h, shift, pad_h, pad_w, bias, backend):

@@ -7,6 +7,7 @@ from torch import nn
 
 from fastmatte.models.cra.decoder import SLOPE
 from fastmatte.models.dense import dense
+from fastmatte.models.fold import fold
 from fastmatte.ops import group_attention, knn_attention
 from fastmatte.reference.relative_position import relative_position_index
 
@@ -18,7 +19,7 @@ SEARCH_RANGE = 4  # the bias table covers offsets -3..3 per axis, plus one "far"
 class ConvBlock(nn.Module):
     """conv (bias, no padding) -> BatchNorm(eps 1e-3) -> leaky_relu(0.1); transposed: the conv is
     a ConvTranspose2d (stride 1, no padding: a k x k kernel grows the map by k - 1), named deconv.
-    forward(x, fold=False): fold (eval mode only) runs the BatchNorm folded into the conv."""
+    forward(x, folded=False): folded (eval mode only) runs the BatchNorm folded into the conv."""
 
     def __init__(self, cin, cout, k, transposed=False):
         super().__init__()
@@ -27,16 +28,12 @@ class ConvBlock(nn.Module):
         self.transposed = transposed
         self.norm = nn.BatchNorm2d(cout, eps=EPS, momentum=0.99)
 
-    def forward(self, x, fold=False):
+    def forward(self, x, folded=False):
         conv = self.deconv if self.transposed else self.conv
-        if not fold:
+        if not folded:
             return F.leaky_relu(self.norm(conv(x)), SLOPE)
-        scale = self.norm.weight * torch.rsqrt(self.norm.running_var + self.norm.eps)
-        bias = self.norm.bias + (conv.bias - self.norm.running_mean) * scale
-        if self.transposed:
-            y = F.conv_transpose2d(x, conv.weight * scale.view(1, -1, 1, 1), bias)
-        else:
-            y = F.conv2d(x, conv.weight * scale.view(-1, 1, 1, 1), bias)
+        weight, bias = fold(conv, self.norm)
+        y = (F.conv_transpose2d if self.transposed else F.conv2d)(x, weight, bias)
         return F.leaky_relu_(y, SLOPE)
 
 
@@ -172,7 +169,7 @@ class ROIHead(nn.Module):
         self.dec_head = nn.Linear(EMBED, 64)
 
     def forward(self, rois, tiles, nbr, table, backend=None):
-        fold = not self.training and backend != "torch"
+        folded = not self.training and backend != "torch"
         skips = []
         x = rois
         if backend != "torch" and rois.device.type == "cpu":
@@ -180,18 +177,18 @@ class ROIHead(nn.Module):
             # (HD, 2781 cells, 2 cores: 164 -> 65 ms); the authors' computation stays NCHW
             x = x.contiguous(memory_format=torch.channels_last)
         for blocks in self.encoder.down_blocks:
-            x = _run(blocks, x, fold)
+            x = _run(blocks, x, folded)
             skips.append(x)
         token = self.transformer(dense(self.enc_head, x.mean((2, 3)), backend), tiles, nbr, table, backend)
         x = x + dense(self.dec_head, token, backend)[:, :, None, None]
         for i, blocks in enumerate(self.decoder.up_blocks):
-            x = _run(blocks, x if i == 0 else torch.cat([x, skips[-1 - i]], 1), fold)
+            x = _run(blocks, x if i == 0 else torch.cat([x, skips[-1 - i]], 1), folded)
         return x
 
 
-def _run(blocks, x, fold):
+def _run(blocks, x, folded):
     for block in blocks:
-        x = block(x, fold)
+        x = block(x, folded)
     return x
 
 
